@@ -1,0 +1,74 @@
+"""The ``specgrove`` command line: a thin dispatcher that imports each subcommand lazily.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``. Only the chosen subcommand's module is imported, so ``specgrove sim``
+or ``specgrove policies`` never pay for importing torch.
+
+Bad input ends with one line on stderr, ``specgrove: error: ...``, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from specgrove import __version__
+
+# name -> (module, one-line help). The module is imported only when the subcommand runs.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "policies": ("specgrove.commands.policies", "list every registered policy by kind"),
+    "showcase": (
+        "specgrove.commands.showcase",
+        "run every tree policy on a synthetic draft/target pair and compare tau",
+    ),
+}
+
+
+class UsageError(Exception):
+    """Raised by subcommands for bad input; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage dump
+        raise UsageError(message)
+
+
+def _peek_subcommand(argv: list[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = _Parser(prog="specgrove", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"specgrove {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    chosen = _peek_subcommand(argv)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+        if args.command is None:
+            build_parser(["--help"]).print_help()
+            return 2
+        module = importlib.import_module(SUBCOMMANDS[args.command][0])
+        return int(module.run(args) or 0)
+    except UsageError as exc:
+        print(f"specgrove: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("specgrove: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""How tree policies talk to a draft model without touching one.
+
+A tree policy is a coroutine. ``policy.grow(budget)`` is a generator that *yields* an
+``Expansion`` (which nodes of the partial tree to expand, and how many children each), is
+*sent* back the draft's top-k answer as ``DraftTopK``, and finally *returns* a candidate
+``Tree``. ``policy.select(candidates, budget)`` then cuts the candidates to the step's budget.
+
+That split is what lets one draft forward serve a whole batch: the executor's draft worker
+advances every request's coroutine one depth at a time and answers all their expansions in a
+single forward, while the simulator answers them from synthetic distributions. ``grow_tree``
+and ``grow_batch`` drive the coroutines for a plain callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from specgrove.tree import Tree, select_top
+
+ROOT = -1
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """A policy's request: the top-``k`` next tokens after each of ``nodes`` (``-1`` = root).
+
+    ``parents``/``tokens`` describe the partial tree built so far, which the draft needs in
+    order to know each node's path.
+    """
+
+    parents: np.ndarray
+    tokens: np.ndarray
+    nodes: np.ndarray
+    k: int
+
+
+@dataclass(frozen=True)
+class DraftTopK:
+    """The draft's answer: for each expanded node, ``k`` tokens by descending probability."""
+
+    tokens: np.ndarray  # (num_nodes, k) int
+    probs: np.ndarray  # (num_nodes, k) float
+
+    def __post_init__(self) -> None:
+        if self.tokens.shape != self.probs.shape or self.tokens.ndim != 2:
+            raise ValueError(
+                f"DraftTopK tokens {self.tokens.shape} and probs {self.probs.shape} must be "
+                "equal 2-D shapes"
+            )
+
+
+TreeGrowth = Generator[Expansion, DraftTopK, Tree]
+DraftFn = Callable[[Expansion], DraftTopK]
+
+
+class TreePolicy:
+    """Base class: subclasses implement ``grow``; ``select`` keeps the best nodes."""
+
+    def grow(self, budget: int) -> TreeGrowth:
+        raise NotImplementedError
+
+    def select(self, candidates: Tree, budget: int, context_tokens: int = 0) -> Tree:
+        """Cut the candidates to ``budget`` nodes by cumulative draft probability."""
+        return select_top(candidates, budget)
+
+
+class PartialTree:
+    """Mutable builder used inside ``grow``: append children, then freeze to a ``Tree``."""
+
+    def __init__(self) -> None:
+        self.parents: list[int] = []
+        self.tokens: list[int] = []
+        self.probs: list[float] = []
+        self.cum: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.parents)
+
+    def expansion(self, nodes: Sequence[int], k: int) -> Expansion:
+        return Expansion(
+            np.array(self.parents, dtype=np.int64),
+            np.array(self.tokens, dtype=np.int64),
+            np.asarray(nodes, dtype=np.int64),
+            int(k),
+        )
+
+    def add_children(self, nodes: Sequence[int], topk: DraftTopK, counts: Sequence[int]) -> list[int]:
+        """Add the first ``counts[j]`` proposals of ``topk`` row j under ``nodes[j]``."""
+        new = []
+        for j, (node, count) in enumerate(zip(nodes, counts)):
+            base = 1.0 if node == ROOT else self.cum[node]
+            for tok, prob in zip(topk.tokens[j, :count].tolist(), topk.probs[j, :count].tolist()):
+                self.parents.append(int(node))
+                self.tokens.append(int(tok))
+                self.probs.append(float(prob))
+                self.cum.append(base * float(prob))
+                new.append(len(self.parents) - 1)
+        return new
+
+    def freeze(self) -> Tree:
+        return Tree(
+            np.array(self.parents, dtype=np.int64),
+            np.array(self.tokens, dtype=np.int64),
+            np.clip(np.array(self.probs, dtype=np.float64), 0.0, 1.0),
+        )
+
+
+def grow_tree(policy: TreePolicy, draft: DraftFn, budget: int) -> Tree:
+    """Grow one request's candidates with a plain callback, then select ``budget`` nodes."""
+    return policy.select(grow_batch([policy.grow(budget)], lambda exps: [draft(e) for e in exps])[0], budget)
+
+
+def grow_batch(
+    growths: Sequence[TreeGrowth], draft: Callable[[list[Expansion]], list[DraftTopK]]
+) -> list[Tree]:
+    """Advance several policies' coroutines in lockstep; ``draft`` answers one round at once.
+
+    Returns each request's *candidate* tree (before ``select``).
+    """
+    results: list[Tree | None] = [None] * len(growths)
+    pending: dict[int, Expansion] = {}
+    for i, gen in enumerate(growths):
+        try:
+            pending[i] = next(gen)
+        except StopIteration as stop:
+            results[i] = stop.value
+    while pending:
+        ids = sorted(pending)
+        answers = draft([pending[i] for i in ids])
+        pending = {}
+        for i, answer in zip(ids, answers):
+            try:
+                pending[i] = growths[i].send(answer)
+            except StopIteration as stop:
+                results[i] = stop.value
+    return results  # type: ignore[return-value]

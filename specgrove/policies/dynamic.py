@@ -1,0 +1,84 @@
+"""Dynamic trees: ``dynamic`` (EAGLE-2) and ``dynamic-cost`` (budget chosen per step).
+
+EAGLE-2's observation: the draft's cumulative path probability is a good, cheap estimate of a
+node's chance of being accepted. So grow where the draft is confident: at each depth expand
+the ``frontier`` most probable nodes of the newest layer with the draft's ``topk`` children
+each, and at the end keep the ``budget`` best nodes over all depths. Because a child's
+cumulative probability never exceeds its parent's, the kept set is closed under ancestors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from specgrove.cost import CostModel
+from specgrove.policies.base import ROOT, PartialTree, TreeGrowth, TreePolicy
+from specgrove.registry import register
+from specgrove.tree import Tree, select_top
+
+
+@register("tree", "dynamic")
+class Dynamic(TreePolicy):
+    """EAGLE-2: expand the most probable frontier nodes, keep the global top-budget nodes."""
+
+    def __init__(self, topk: int = 4, frontier: int = 4, max_depth: int = 6) -> None:
+        for name, value in (("topk", topk), ("frontier", frontier), ("max_depth", max_depth)):
+            if value < 1:
+                raise ValueError(f"dynamic {name} must be >= 1, got {value}")
+        self.topk, self.frontier, self.max_depth = topk, frontier, max_depth
+
+    def grow(self, budget: int) -> TreeGrowth:
+        tree = PartialTree()
+        if budget <= 0:
+            return tree.freeze()
+        layer = [ROOT]
+        for _ in range(self.max_depth):
+            topk = yield tree.expansion(layer, self.topk)
+            new = tree.add_children(layer, topk, [self.topk] * len(layer))
+            # Next layer: the most probable new nodes (stable order breaks ties by index).
+            cum = np.array([tree.cum[i] for i in new])
+            order = np.argsort(-cum, kind="stable")[: self.frontier]
+            layer = [new[j] for j in order if cum[j] > 0.0]
+            if not layer:
+                break
+        return tree.freeze()
+
+
+def expected_tokens(cum_sorted: np.ndarray) -> np.ndarray:
+    """Expected tokens emitted per step for budgets 0..n when the best-first nodes are kept:
+    the bonus token plus each kept node's acceptance chance (its cumulative draft
+    probability, for a calibrated draft)."""
+    return 1.0 + np.concatenate([[0.0], np.cumsum(cum_sorted)])
+
+
+@register("tree", "dynamic-cost")
+class DynamicCost(Dynamic):
+    """EAGLE-2 growth with the budget chosen per step to maximise tokens per second."""
+
+    def __init__(
+        self,
+        cost_model: CostModel | None = None,
+        topk: int = 4,
+        frontier: int = 4,
+        max_depth: int = 6,
+    ) -> None:
+        super().__init__(topk=topk, frontier=frontier, max_depth=max_depth)
+        if cost_model is None:
+            raise ValueError("dynamic-cost needs a cost_model (executor: measured; sim: calibrated)")
+        self.cost_model = cost_model
+
+    def best_budget(self, candidates: Tree, budget: int, context_tokens: int = 0) -> int:
+        """argmax over b <= budget of E[tokens | b best nodes] / (draft time + verify time)."""
+        cum = np.sort(candidates.cum_probs)[::-1][: max(budget, 0)]
+        gain = expected_tokens(cum)
+        # The draft rounds already ran while growing; their cost is common to every b, but it
+        # still dilutes the benefit of a bigger tree, so it belongs in the denominator.
+        draft_s = candidates.depth * self.cost_model.draft_step_s(1, self.frontier, context_tokens)
+        sizes = np.arange(len(gain))
+        verify_s = np.array(
+            [self.cost_model.target_forward_s(1, int(b) + 1, context_tokens) for b in sizes]
+        )
+        return int(np.argmax(gain / (draft_s + verify_s)))
+
+    def select(self, candidates: Tree, budget: int, context_tokens: int = 0) -> Tree:
+        return select_top(candidates, self.best_budget(candidates, budget, context_tokens))

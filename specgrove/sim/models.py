@@ -1,0 +1,69 @@
+"""Model specs and draft/target pair presets.
+
+A spec carries what the roofline needs: parameter count (weight bytes and 2 FLOPs per
+parameter per token), layers and hidden size (attention FLOPs and all-reduce message size),
+and KV heads (KV-cache bytes per token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    num_params: float
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    bytes_per_param: int = 2  # bf16
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.num_params * self.bytes_per_param
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        # K and V, every layer, every KV head.
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.bytes_per_param
+
+
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec("llama-68m", 68e6, 2, 768, 12, 12),
+        ModelSpec("llama-2-7b", 6.74e9, 32, 4096, 32, 32),
+        ModelSpec("llama-2-70b", 69.0e9, 80, 8192, 64, 8),
+        ModelSpec("llama-3.2-1b", 1.24e9, 16, 2048, 32, 8),
+        ModelSpec("llama-3.1-8b", 8.03e9, 32, 4096, 32, 8),
+        # The executor's demo pair. APPROXIMATE: sized by hand (target: hidden 256, 4 layers,
+        # vocab 2048 ~ 3.6M params; draft: hidden 96, 2 layers ~ 0.6M). The real figures will
+        # come from specgrove/assets/demo/*/config.json once those assets exist. fp32 on CPU.
+        ModelSpec("demo-target", 3.6e6, 4, 256, 4, 4, bytes_per_param=4),
+        ModelSpec("demo-draft", 0.6e6, 2, 96, 2, 2, bytes_per_param=4),
+    )
+}
+
+
+@dataclass(frozen=True)
+class PairPreset:
+    """A draft/target pair and its default acceptance calibration (see ``acceptance``)."""
+
+    target: str
+    draft: str
+    calibration: dict = field(default_factory=dict)
+
+
+# Draft confidence means are rough: larger, same-family drafts agree with their target more.
+PAIRS: dict[str, PairPreset] = {
+    "llama-2-7b/68m": PairPreset("llama-2-7b", "llama-68m", {"confidence_mean": 0.55}),
+    "llama-3.1-8b/3.2-1b": PairPreset("llama-3.1-8b", "llama-3.2-1b", {"confidence_mean": 0.7}),
+    "llama-2-70b/7b": PairPreset("llama-2-70b", "llama-2-7b", {"confidence_mean": 0.75}),
+    "demo": PairPreset("demo-target", "demo-draft", {"confidence_mean": 0.5}),
+}
