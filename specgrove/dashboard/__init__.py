@@ -1,0 +1,1 @@
+"""A Streamlit what-if app over the simulator and recorded executor runs (no torch import)."""
