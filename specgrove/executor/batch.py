@@ -1,0 +1,71 @@
+"""Build one padded forward over cache rows 0..B-1 from per-row pieces.
+
+Every row of the batch brings its new tokens, their positions and cache slots, the length of
+its visible prefix, and for each token the extra slots it may see (its tree ancestors). Rows
+with fewer tokens are padded; a padding token writes to a slot no real query can see (just
+past the row's last real slot) and attends only to itself, so it can never disturb a result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class _Row:
+    prefix_len: int = 0
+    tokens: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)
+    visible: list[Sequence[int]] = field(default_factory=list)
+    free_slot: int = 0
+
+
+class ForwardBatch:
+    def __init__(self, free_slots: Sequence[int], first_row: int = 0) -> None:
+        """One entry per cache row first_row, first_row+1, ...: ``free_slots[i]`` is a slot of
+        that row which holds nothing anyone will read (a padding token may scribble there)."""
+        self.rows = [_Row(free_slot=int(s)) for s in free_slots]
+        self.first_row = first_row
+
+    def add(self, row: int, prefix_len: int, tokens: Sequence[int], positions: Sequence[int],
+            slots: Sequence[int], visible: Sequence[Sequence[int]]) -> None:
+        """Queue tokens for cache row ``row``; token j sees slots [0, prefix_len), ``visible[j]``
+        and its own slot. Tokens take columns in the order they are added."""
+        r = self.rows[row - self.first_row]
+        r.prefix_len = prefix_len
+        r.tokens += list(tokens)
+        r.positions += list(positions)
+        r.slots += list(slots)
+        r.visible += list(visible)
+        r.free_slot = max(r.free_slot, max(slots, default=-1) + 1)
+
+    def num_queued(self, row: int) -> int:
+        return len(self.rows[row - self.first_row].tokens)
+
+    def build(self, device: torch.device):
+        """Keyword arguments for ``LeanModel.forward``."""
+        B = len(self.rows)
+        T = max(1, max(len(r.tokens) for r in self.rows))
+        num_keys = max(r.free_slot for r in self.rows) + 1
+        tokens = np.zeros((B, T), dtype=np.int64)
+        positions = np.zeros((B, T), dtype=np.int64)
+        slots = np.empty((B, T), dtype=np.int64)
+        mask = np.zeros((B, T, num_keys), dtype=bool)
+        for b, r in enumerate(self.rows):
+            n = len(r.tokens)
+            tokens[b, :n], positions[b, :n], slots[b, :n] = r.tokens, r.positions, r.slots
+            slots[b, n:] = r.free_slot
+            mask[b, :n, : r.prefix_len] = True
+            for j, (own, extra) in enumerate(zip(r.slots, r.visible)):
+                mask[b, j, own] = True
+                if len(extra):
+                    mask[b, j, np.asarray(extra, dtype=np.int64)] = True
+            mask[b, n:, r.free_slot] = True
+        as_t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+        return dict(tokens=as_t(tokens), positions=as_t(positions), slots=as_t(slots),
+                    mask=as_t(mask), num_keys=num_keys, first_row=self.first_row)

@@ -1,0 +1,145 @@
+"""The draft side: grows one tree per request, every request's round in one draft forward.
+
+The tree policies are coroutines (``specgrove.policies.base``); this worker answers each round
+of expansions for the whole batch with a single forward of the lean draft model, writing each
+expanded node's K/V after the request's prefix and remembering its slot. After verification,
+``commit`` compacts the accepted nodes that the draft did compute onto the prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from specgrove.executor.batch import ForwardBatch
+from specgrove.executor.runtime import LeanModel
+from specgrove.executor.sampling import SamplingParams
+from specgrove.executor.sequence import Sequence
+from specgrove.policies.base import ROOT, DraftTopK, Expansion, TreePolicy, grow_batch
+from specgrove.tree import Tree, children, depths, path_to
+
+
+@dataclass
+class Growth:
+    """One request's draft-side bookkeeping for the current step."""
+
+    seq: Sequence
+    base: int  # first slot after the root once ``draft_pending`` is in the cache
+    next_slot: int
+    has_pending_run: bool = False  # did a round feed draft_pending (the ROOT expansion)?
+    node_slot: dict[int, int] = field(default_factory=dict)  # candidate node -> cache slot
+
+
+class DraftWorker:
+    def __init__(self, model: LeanModel, sampling: SamplingParams) -> None:
+        self.model, self.sampling = model, sampling
+        self.num_rounds = 0
+
+    def prefill(self, seqs: list[Sequence]) -> None:
+        """Cache the prompts of new requests, which hold consecutive rows (the first generated
+        token is fed later, as pending)."""
+        batch = prompt_batch(seqs)
+        for s in seqs:
+            s.draft_len = len(s.prompt)
+        self.model.forward(**batch.build(self.model.device))
+
+    def grow(self, seqs: list[Sequence], policy: TreePolicy, budget: int) -> tuple[list[Tree], list[Growth]]:
+        """Candidate trees for every request (before the batch budget cuts them)."""
+        states = [Growth(s, s.draft_len + len(s.draft_pending), s.draft_len + len(s.draft_pending)) for s in seqs]
+        owner: dict[int, Growth] = {}
+
+        def tagged(gen, state):
+            # Remember which request asked for each expansion, so one callback serves all.
+            try:
+                exp = next(gen)
+                while True:
+                    owner[id(exp)] = state
+                    exp = gen.send((yield exp))
+            except StopIteration as stop:
+                return stop.value
+
+        def answer(expansions: list[Expansion]) -> list[DraftTopK]:
+            return self._round(states, [owner[id(e)] for e in expansions], expansions)
+
+        growths = [tagged(policy.grow(budget), st) for st in states]
+        return grow_batch(growths, answer), states
+
+    def _round(self, every: list[Growth], states: list[Growth], expansions: list[Expansion]) -> list[DraftTopK]:
+        """One draft forward answering ``expansions`` (``states`` says whose); ``every`` is the
+        whole batch, whose rows without work this round are padded."""
+        self.num_rounds += 1
+        free = [0] * len(every)
+        for st in every:
+            free[st.seq.row] = st.next_slot
+        batch = ForwardBatch(free)
+        outputs = []  # per expansion: (row, columns of its expanded nodes)
+        for st, exp in zip(states, expansions):
+            s, nodes = st.seq, exp.nodes.tolist()
+            if nodes == [ROOT]:
+                # Feed the tokens the draft has not seen yet; the root is the last of them.
+                n, start = len(s.draft_pending), s.draft_len
+                batch.add(s.row, start, s.draft_pending, range(start, start + n),
+                          range(start, start + n), [range(start, start + j) for j in range(n)])
+                st.has_pending_run = True
+                outputs.append((s.row, [n - 1]))
+                continue
+            if ROOT in nodes or not st.has_pending_run:
+                raise ValueError("a tree policy must expand the root alone, in its first round")
+            d = depths(exp.parents)
+            root_pos = s.context_len - 1
+            slots, visible, positions = [], [], []
+            if st.next_slot + len(nodes) >= self.model.cache.max_len:
+                raise RuntimeError("the draft tree outgrew the KV cache headroom; raise headroom")
+            for v in nodes:
+                st.node_slot[v] = st.next_slot
+                slots.append(st.next_slot)
+                st.next_slot += 1
+                visible.append([st.node_slot[a] for a in path_to(exp.parents, v)[:-1]])
+                positions.append(root_pos + int(d[v]))
+            first = batch.num_queued(s.row)
+            batch.add(s.row, st.base, exp.tokens[nodes].tolist(), positions, slots, visible)
+            outputs.append((s.row, list(range(first, first + len(nodes)))))
+        logits = self.model.forward(**batch.build(self.model.device))
+        k_max = max(e.k for e in expansions)
+        rows = torch.tensor([r for r, cols in outputs for _ in cols])
+        cols = torch.tensor([c for _, cs in outputs for c in cs])
+        probs = self.sampling.probs(logits[rows, cols])
+        top_p, top_i = probs.topk(min(k_max, probs.shape[-1]), dim=-1)
+        top_p, top_i = top_p.cpu().numpy(), top_i.cpu().numpy()
+        answers, at = [], 0
+        for (_, cs), exp in zip(outputs, expansions):
+            answers.append(DraftTopK(top_i[at : at + len(cs), : exp.k], top_p[at : at + len(cs), : exp.k]))
+            at += len(cs)
+        return answers
+
+    def commit(self, state: Growth, candidates: Tree, emitted: list[int], num_accepted: int,
+               moves: list[tuple[int, int, int]]) -> None:
+        """Record the step's outcome; appends (row, src, dst) cache moves to ``moves``."""
+        s = state.seq
+        if not state.has_pending_run:
+            s.draft_pending = s.draft_pending + emitted
+            return
+        # Accepted path in candidate-node ids (sibling tokens are unique, so tokens find it).
+        kids, node, computed = children(candidates.parents), ROOT, []
+        for tok in emitted[:num_accepted]:
+            node = next(c for c in kids[node] if candidates.tokens[c] == tok)
+            if node not in state.node_slot:
+                break
+            computed.append(node)
+        for j, v in enumerate(computed):
+            if state.node_slot[v] != state.base + j:
+                moves.append((s.row, state.node_slot[v], state.base + j))
+        s.draft_len = state.base + len(computed)
+        s.draft_pending = emitted[len(computed):]
+
+
+
+def prompt_batch(seqs: list[Sequence]) -> ForwardBatch:
+    """A causal prefill of new requests' prompts; they hold consecutive rows."""
+    first = min(s.row for s in seqs)
+    batch = ForwardBatch([len(s.prompt) for s in sorted(seqs, key=lambda s: s.row)], first_row=first)
+    for s in seqs:
+        n = len(s.prompt)
+        batch.add(s.row, 0, s.prompt, range(n), range(n), [range(j) for j in range(n)])
+    return batch

@@ -1,0 +1,100 @@
+"""Loading a target/draft pair from local directories, and building an engine over it.
+
+Weights come from safetensors only; nothing is fetched from a hub. The two tokenizers must
+share one vocabulary, checked before any generation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from specgrove import registry
+from specgrove.executor.engine import EngineConfig, SpecEngine
+from specgrove.executor.runtime import from_hf
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo"
+
+
+class PairLoadError(ValueError):
+    """A model path or pair that cannot be used; the message names what is wrong."""
+
+
+@dataclass
+class ModelPair:
+    name: str
+    target: torch.nn.Module
+    draft: torch.nn.Module
+    tokenizer: object
+    target_path: Path
+    draft_path: Path
+
+
+def demo_paths() -> tuple[Path, Path]:
+    return DEMO_DIR / "target", DEMO_DIR / "draft"
+
+
+def _load_model(path: Path, role: str, device: str, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM
+
+    if not path.is_dir():
+        raise PairLoadError(f"{role} model path {str(path)!r} is not a directory")
+    if not (path / "config.json").is_file():
+        raise PairLoadError(f"{role} model path {str(path)!r} has no config.json")
+    if not any(path.glob("*.safetensors")):
+        raise PairLoadError(f"{role} model path {str(path)!r} has no .safetensors weights")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=dtype)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise PairLoadError(f"{role} model at {str(path)!r} could not be loaded: {str(exc).splitlines()[0]}") from None
+    return model.to(device).eval()
+
+
+def _load_tokenizer(path: Path, role: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PairLoadError(f"{role} tokenizer at {str(path)!r} could not be loaded: {str(exc).splitlines()[0]}") from None
+
+
+def load_pair(target_path: str | Path | None = None, draft_path: str | Path | None = None,
+              device: str = "cpu", dtype: torch.dtype = torch.float32) -> ModelPair:
+    """Load a pair (the embedded ``demo`` pair when no paths are given)."""
+    name = "demo" if target_path is None and draft_path is None else "custom"
+    if name == "demo":
+        target_path, draft_path = demo_paths()
+        if not (target_path / "config.json").exists():
+            raise PairLoadError(f"the demo pair is missing from {DEMO_DIR}; train it with scripts/train_demo_pair.py")
+    elif target_path is None or draft_path is None:
+        raise PairLoadError("give both --target and --draft, or neither for the demo pair")
+    target_path, draft_path = Path(target_path), Path(draft_path)
+    tok_t = _load_tokenizer(target_path, "target")
+    tok_d = _load_tokenizer(draft_path, "draft")
+    if tok_t.get_vocab() != tok_d.get_vocab():
+        raise PairLoadError(
+            f"target and draft tokenizers differ ({len(tok_t.get_vocab())} vs {len(tok_d.get_vocab())} "
+            "tokens, or the same size with different ids); speculative decoding needs one vocabulary"
+        )
+    target = _load_model(target_path, "target", device, dtype)
+    draft = _load_model(draft_path, "draft", device, dtype)
+    if target.config.vocab_size != draft.config.vocab_size:
+        raise PairLoadError(
+            f"target and draft output sizes differ ({target.config.vocab_size} vs {draft.config.vocab_size})"
+        )
+    return ModelPair(name, target, draft, tok_t, target_path, draft_path)
+
+
+def build_engine(target, draft, config: EngineConfig, policy_options: dict | None = None,
+                 on_step=None) -> SpecEngine:
+    """Lean models with caches sized for the config, the tree policy, and the engine."""
+    total = config.budget * (config.max_batch if config.batch_budget != "uniform" else 1)
+    headroom = max(256, total) + 2
+    lean_t = from_hf(target, config.max_batch, headroom)
+    lean_d = from_hf(draft, config.max_batch, headroom)
+    policy = registry.create("tree", config.method, **(policy_options or {}))
+    return SpecEngine(lean_t, lean_d, config, policy, on_step=on_step)

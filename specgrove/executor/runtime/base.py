@@ -1,0 +1,67 @@
+"""The lean-model interface and the choice of family by ``config.model_type``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from specgrove.executor.runtime.kv import KVCache
+
+
+class UnsupportedModelError(ValueError):
+    """The model's architecture or options are outside what the lean runtime implements."""
+
+
+class LeanModel:
+    """Subclasses set ``num_layers, num_kv_heads, head_dim, vocab_size, max_positions`` and
+    implement ``_layers(tokens, positions, slots, mask, num_keys, first_row) -> logits``."""
+
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    max_positions: int
+    dtype: torch.dtype
+    device: torch.device
+
+    def allocate(self, max_batch: int, max_len: int) -> None:
+        self.cache = KVCache(self.num_layers, max_batch, self.num_kv_heads, max_len,
+                             self.head_dim, self.dtype, self.device)
+
+    @torch.inference_mode()
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor,
+                mask: torch.Tensor, num_keys: int, first_row: int = 0) -> torch.Tensor:
+        """Logits (B, T, V) for new tokens of cache rows first_row..first_row+B-1.
+
+        tokens, positions, slots: (B, T) long; each token's K/V is written at ``slots`` before
+        attention. mask: (B, T, num_keys) bool over cache slots 0..num_keys-1 (a query must see
+        at least one slot, itself, or softmax has nothing to normalise).
+        """
+        return self._layers(tokens, positions, slots, mask[:, None], num_keys, first_row)
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               slots: torch.Tensor, mask: torch.Tensor, num_keys: int, first_row: int) -> torch.Tensor:
+        """Write k, v at their slots, then attend q over the row's cache; returns (B, T, H*D)."""
+        self.cache.write(layer, k, v, slots, first_row)
+        keys, values = self.cache.view(layer, first_row, q.shape[0], num_keys)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
+                                             enable_gqa=q.shape[1] != keys.shape[1])
+        return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
+
+
+def from_hf(model, max_batch: int, headroom: int = 258) -> LeanModel:
+    """Wrap a loaded transformers causal LM in its lean family and allocate its cache: one
+    row per batch slot, ``max_positions + headroom`` slots per row (the headroom holds a
+    step's tree nodes and a padding slot beyond the longest sequence)."""
+    from specgrove.executor.runtime.gpt2 import GPT2Family
+    from specgrove.executor.runtime.llama import LlamaFamily
+
+    families = {"llama": LlamaFamily, "qwen2": LlamaFamily, "mistral": LlamaFamily, "gpt2": GPT2Family}
+    model_type = model.config.model_type
+    if model_type not in families:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} is not supported; supported: {', '.join(sorted(families))}"
+        )
+    lean = families[model_type](model)
+    lean.allocate(max_batch, lean.max_positions + headroom)
+    return lean
