@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from specgrove import registry
+from specgrove.executor.calibrate import measure_cost_model
 from specgrove.executor.engine import EngineConfig, SpecEngine
 from specgrove.executor.runtime import from_hf
 
@@ -37,15 +38,25 @@ def demo_paths() -> tuple[Path, Path]:
     return DEMO_DIR / "target", DEMO_DIR / "draft"
 
 
-def _load_model(path: Path, role: str, device: str, dtype: torch.dtype):
-    from transformers import AutoModelForCausalLM
+def _quiet_transformers() -> None:
+    from transformers.utils import logging
 
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def _check_dir(path: Path, role: str) -> None:
     if not path.is_dir():
         raise PairLoadError(f"{role} model path {str(path)!r} is not a directory")
     if not (path / "config.json").is_file():
         raise PairLoadError(f"{role} model path {str(path)!r} has no config.json")
     if not any(path.glob("*.safetensors")):
         raise PairLoadError(f"{role} model path {str(path)!r} has no .safetensors weights")
+
+
+def _load_model(path: Path, role: str, device: str, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM
+
     try:
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=dtype)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
@@ -65,6 +76,7 @@ def _load_tokenizer(path: Path, role: str):
 def load_pair(target_path: str | Path | None = None, draft_path: str | Path | None = None,
               device: str = "cpu", dtype: torch.dtype = torch.float32) -> ModelPair:
     """Load a pair (the embedded ``demo`` pair when no paths are given)."""
+    _quiet_transformers()
     name = "demo" if target_path is None and draft_path is None else "custom"
     if name == "demo":
         target_path, draft_path = demo_paths()
@@ -73,6 +85,8 @@ def load_pair(target_path: str | Path | None = None, draft_path: str | Path | No
     elif target_path is None or draft_path is None:
         raise PairLoadError("give both --target and --draft, or neither for the demo pair")
     target_path, draft_path = Path(target_path), Path(draft_path)
+    _check_dir(target_path, "target")
+    _check_dir(draft_path, "draft")
     tok_t = _load_tokenizer(target_path, "target")
     tok_d = _load_tokenizer(draft_path, "draft")
     if tok_t.get_vocab() != tok_d.get_vocab():
@@ -96,5 +110,9 @@ def build_engine(target, draft, config: EngineConfig, policy_options: dict | Non
     headroom = max(256, total) + 2
     lean_t = from_hf(target, config.max_batch, headroom)
     lean_d = from_hf(draft, config.max_batch, headroom)
-    policy = registry.create("tree", config.method, **(policy_options or {}))
+    options = dict(policy_options or {})
+    if config.method == "dynamic-cost" and "cost_model" not in options:
+        # Measured here, on the device that will run: the point of dynamic-cost.
+        options["cost_model"] = measure_cost_model(lean_t, lean_d)
+    policy = registry.create("tree", config.method, **options)
     return SpecEngine(lean_t, lean_d, config, policy, on_step=on_step)

@@ -40,7 +40,9 @@ def sequoia_table(acceptance: Sequence[float], max_nodes: int, max_depth: int):
         for i in range(num_ranks - 1, -1, -1):
             for m in range(1, max_nodes + 1):
                 s = np.arange(1, m + 1)
-                cand = acc[i] * below[s] + spread[i + 1, m - s]
+                # acc * -inf would be nan when acc == 0: keep impossible subtrees at -inf.
+                grown = np.where(np.isfinite(below[s]), acc[i] * below[s], NEG)
+                cand = grown + spread[i + 1, m - s]
                 best = int(np.argmax(cand))
                 if cand[best] > NEG:
                     spread[i, m] = cand[best]
