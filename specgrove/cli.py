@@ -18,10 +18,14 @@ from specgrove import __version__
 # name -> (module, one-line help). The module is imported only when the subcommand runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "policies": ("specgrove.commands.policies", "list every registered policy by kind"),
+    "generate": ("specgrove.commands.generate", "stream a prompt's continuation with speculative decoding"),
+    "bench": ("specgrove.commands.bench", "benchmark methods and batch sizes; writes JSON, markdown and a plot"),
     "showcase": (
         "specgrove.commands.showcase",
         "run every tree policy on a synthetic draft/target pair and compare tau",
     ),
+    "sim": ("specgrove.commands.sim", "simulate a serving scenario (TOML) and write its metrics"),
+    "sweep": ("specgrove.commands.sweep", "simulate variants of a scenario in parallel; table and plot"),
 }
 
 

@@ -1,0 +1,44 @@
+"""``specgrove sweep SCENARIO.toml --vary FIELD=V1,V2 ... --out DIR``: variants in parallel."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from specgrove.cli import UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", help="base scenario TOML file")
+    parser.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2,...",
+                        help="a dotted field and its values; repeat for a cross product")
+    parser.add_argument("--out", help="directory for sweep.json, sweep.md and sweep.png")
+    parser.add_argument("--processes", type=int, help="parallel processes (default: CPU count)")
+    parser.add_argument("--seed", type=int, help="override the scenario's seed")
+
+
+def run(args: argparse.Namespace) -> int:
+    from specgrove.sim.api import sweep
+    from specgrove.sim.scenario import ScenarioError
+    from specgrove.sim.sweep import parse_vary, plot, table
+
+    if not args.vary:
+        raise UsageError("sweep needs at least one --vary FIELD=V1,V2,...")
+    if args.processes is not None and args.processes < 1:
+        raise UsageError(f"--processes must be >= 1, got {args.processes}")
+    try:
+        results = sweep(args.scenario, parse_vary(args.vary), seed=args.seed, processes=args.processes)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    text = table(results)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep.md").write_text("```\n" + text + "\n```\n")
+        (out / "sweep.json").write_text(json.dumps([{"vary": v, "summary": r.summary} for v, r in results], indent=2) + "\n")
+        x_field = "workload.rate" if any(v.startswith("workload.rate") for v in args.vary) else next(iter(results[0][0]))
+        plot(results, out / "sweep.png", x_field)
+        print(f"wrote {out}/sweep.md, sweep.json, sweep.png")
+    return 0

@@ -1,0 +1,156 @@
+"""The executor benchmark: every method on the same prompts, interleaved, after a warm-up.
+
+For each batch size, each repeat runs every method once in turn (so drift hits all methods
+alike) over the whole prompt set with continuous batching; medians over repeats are reported,
+with speed-ups as ratios to ``ar``'s median. ``hf-assisted`` is transformers' own assisted
+generation on the same pair (batch 1 only), the peer to beat.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from specgrove.executor.engine import EngineConfig
+from specgrove.executor.loading import ModelPair, build_engine
+from specgrove.executor.session import method_options, summarize
+from specgrove.executor.trace import TraceWriter
+
+HF_ASSISTED = "hf-assisted"
+
+
+class PromptFileError(ValueError):
+    """A prompt file that cannot be used; the message names the file and line."""
+
+
+def load_prompts(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise PromptFileError(f"prompt file {str(path)!r} does not exist")
+    prompts = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PromptFileError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
+            raise PromptFileError(f"{path}:{i}: each line needs a non-empty string field 'text'")
+        prompts.append({"name": item.get("name", f"line-{i}"), "domain": item.get("domain", "default"),
+                        "text": item["text"]})
+    if not prompts:
+        raise PromptFileError(f"prompt file {str(path)!r} holds no prompts")
+    return prompts
+
+
+@dataclass
+class RunResult:
+    method: str
+    batch_size: int
+    repeat: int
+    stats: dict
+    outputs: list[list[int]]
+
+
+def run_engine(pair: ModelPair, method: str, options: dict, prompt_ids: list[list[int]], batch_size: int,
+               max_new_tokens: int, budget: int, batch_budget: str, trace: TraceWriter) -> tuple[dict, list[list[int]]]:
+    config = EngineConfig(method=method, budget=budget, batch_budget=batch_budget, max_batch=batch_size)
+    engine = build_engine(pair.target, pair.draft, config, options, on_step=trace.record)
+    first = len(trace.records)
+    started = time.perf_counter()
+    ids = [engine.add_request(p, max_new_tokens) for p in prompt_ids]
+    out = engine.run()
+    wall = time.perf_counter() - started
+    outputs = [out[i] for i in ids]
+    return summarize(trace.records[first:], sum(map(len, outputs)), wall), outputs
+
+
+def run_hf_assisted(pair: ModelPair, prompt_ids: list[list[int]], max_new_tokens: int) -> tuple[dict, list[list[int]]]:
+    """transformers' assisted generation, one prompt at a time; counts target forwards."""
+    calls = [0]
+    hook = pair.target.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    outputs = []
+    started = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for p in prompt_ids:
+                ids = torch.tensor([p], device=pair.target.device)
+                gen = pair.target.generate(ids, attention_mask=torch.ones_like(ids), assistant_model=pair.draft,
+                                           do_sample=False, max_new_tokens=max_new_tokens,
+                                           min_new_tokens=max_new_tokens, pad_token_id=pair.tokenizer.eos_token_id)
+                outputs.append(gen[0, len(p):].tolist())
+    finally:
+        hook.remove()
+    wall = time.perf_counter() - started
+    tokens = sum(map(len, outputs))
+    # Each prompt's prefill is one forward that emits the first token, as in our engine.
+    steps = calls[0] - len(prompt_ids)
+    return {"tokens": tokens, "steps": steps, "target_forwards": calls[0],
+            "tau": (tokens - len(prompt_ids)) / steps if steps else 0.0, "tokens_per_s": tokens / wall,
+            "wall_s": wall, "mean_tree_size": float("nan"), "draft_ms": float("nan"),
+            "verify_ms": float("nan")}, outputs
+
+
+def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_sizes: list[int],
+              max_new_tokens: int, budget: int, repeats: int, batch_budget: str = "uniform",
+              trace_path: str | None = None, progress: Callable[[str], None] | None = None) -> list[RunResult]:
+    prompt_ids = [pair.tokenizer(p["text"])["input_ids"] for p in prompts]
+    calibration = "\n".join(p["text"] for p in prompts)
+    options = {m: method_options(m, pair, calibration) for m in methods if m != HF_ASSISTED}
+    results: list[RunResult] = []
+    with TraceWriter(trace_path) as trace:
+        for batch_size in batch_sizes:
+            runnable = [m for m in methods if m != HF_ASSISTED or batch_size == 1]
+            # Warm-up: one short pass of every method, not recorded.
+            for m in runnable:
+                if m == HF_ASSISTED:
+                    run_hf_assisted(pair, prompt_ids[:1], 8)
+                else:
+                    run_engine(pair, m, options[m], prompt_ids[:batch_size], batch_size, 8, budget, batch_budget,
+                               TraceWriter(None))
+            for rep in range(repeats):
+                for m in runnable:
+                    trace.context = {"method": m, "max_batch": batch_size, "repeat": rep}
+                    if m == HF_ASSISTED:
+                        stats, outs = run_hf_assisted(pair, prompt_ids, max_new_tokens)
+                    else:
+                        stats, outs = run_engine(pair, m, options[m], prompt_ids, batch_size, max_new_tokens,
+                                                 budget, batch_budget, trace)
+                    results.append(RunResult(m, batch_size, rep, stats, outs))
+                    if progress:
+                        progress(f"batch {batch_size} {m} rep {rep}: {stats['tokens_per_s']:.1f} tok/s, tau {stats['tau']:.2f}")
+    return results
+
+
+def aggregate(results: list[RunResult]) -> list[dict]:
+    """Median tokens/s and tau per (batch size, method); speed-up as a ratio of medians."""
+    rows = []
+    order = list(dict.fromkeys(r.method for r in results))
+    keys = sorted({(r.batch_size, r.method) for r in results}, key=lambda k: (k[0], order.index(k[1])))
+    reference = {r.batch_size: r.outputs for r in results if r.method == "ar" and r.repeat == 0}
+    for b, m in keys:
+        runs = [r for r in results if r.batch_size == b and r.method == m]
+        tps = float(np.median([r.stats["tokens_per_s"] for r in runs]))
+        row = {"batch_size": b, "method": m, "tokens_per_s": tps,
+               "tau": float(np.median([r.stats["tau"] for r in runs])),
+               "mean_tree_size": float(np.median([r.stats["mean_tree_size"] for r in runs])),
+               "draft_ms_per_step": float(np.median([r.stats["draft_ms"] / max(r.stats["target_forwards"], 1) for r in runs])),
+               "verify_ms_per_step": float(np.median([r.stats["verify_ms"] / max(r.stats["target_forwards"], 1) for r in runs])),
+               "wall_ms_per_step": float(np.median([1e3 * r.stats["wall_s"] / max(r.stats["target_forwards"], 1) for r in runs])),
+               "tokens_per_s_runs": [r.stats["tokens_per_s"] for r in runs]}
+        if b in reference:
+            ref = reference[b]
+            row["outputs_equal_ar"] = sum(o == w for o, w in zip(runs[0].outputs, ref))
+            row["num_prompts"] = len(ref)
+        rows.append(row)
+    for row in rows:
+        ar = next((r for r in rows if r["batch_size"] == row["batch_size"] and r["method"] == "ar"), None)
+        row["speedup_vs_ar"] = row["tokens_per_s"] / ar["tokens_per_s"] if ar else float("nan")
+    return rows
