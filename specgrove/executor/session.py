@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import sysconfig
 from pathlib import Path
 
 import numpy as np
 
 from specgrove.executor.calibrate import measure_rank_acceptance
-from specgrove.executor.loading import DEMO_DIR, ModelPair
+from specgrove.executor.loading import ModelPair
 from specgrove.types import StepRecord
 
 # Per-method tree options. Budgets come from the engine config; these set the shapes.
@@ -21,14 +21,15 @@ METHOD_OPTIONS: dict[str, dict] = {
 }
 
 
+# A held-out stdlib module the demo pair never trained on and the benchmark prompts never use.
+DEMO_CALIBRATION_MODULE = "colorsys.py"
+
+
 def calibration_ids(pair: ModelPair, fallback_text: str) -> list[int]:
-    """Token ids to measure the pair on: the demo's calibration module, else the given text."""
-    meta = DEMO_DIR / "holdout.json"
-    if pair.name == "demo" and meta.exists():
-        info = json.loads(meta.read_text())
-        path = Path(info.get("stdlib", "")) / info.get("calibration_module", "")
-        if path.is_file():
-            return pair.tokenizer(path.read_text(encoding="utf-8"))["input_ids"][:4096]
+    """Token ids to measure the pair on: for the demo pair a held-out module, else the text."""
+    path = Path(sysconfig.get_paths()["stdlib"]) / DEMO_CALIBRATION_MODULE
+    if pair.name == "demo" and path.is_file():
+        return pair.tokenizer(path.read_text(encoding="utf-8"))["input_ids"][:4096]
     return pair.tokenizer(fallback_text)["input_ids"]
 
 

@@ -38,9 +38,13 @@ class LlamaFamily(LeanModel):
             # Mistral's window never binds below its length; cap the context instead.
             self.max_positions = window
         theta = _rope_theta(cfg)
-        self.inv_freq = 1.0 / theta ** (
+        inv_freq = 1.0 / theta ** (
             torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=self.device) / self.head_dim
         )
+        # One cos/sin table for every position: a step then costs two lookups, not six ops.
+        freqs = torch.arange(self.max_positions + 1024, dtype=torch.float32, device=self.device)[:, None] * inv_freq
+        emb = torch.cat([freqs, freqs], dim=-1)
+        self.cos_table, self.sin_table = emb.cos().to(self.dtype), emb.sin().to(self.dtype)
         self.embed = first
         self.layers = []
         for i in range(self.num_layers):
@@ -61,14 +65,14 @@ class LlamaFamily(LeanModel):
         self.lm_head = sd.get("lm_head.weight", first)
 
     def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
+        if x.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), weight, self.eps)  # one fused op
+        xf = x.float()  # half precision: normalise in float32 as transformers does
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return weight * xf.to(x.dtype)
 
     def _rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = positions[..., None].float() * self.inv_freq
-        emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # (B, 1, T, D)
-        return emb.cos().to(self.dtype), emb.sin().to(self.dtype)
+        return self.cos_table[positions][:, None], self.sin_table[positions][:, None]  # (B, 1, T, D)
 
     @staticmethod
     def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
