@@ -75,4 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the package module: as __main__ this file would define a second UsageError
+    # that the subcommands (which import specgrove.cli) never raise.
+    from specgrove.cli import main as package_main
+
+    sys.exit(package_main())

@@ -41,7 +41,8 @@ def sequoia_table(acceptance: Sequence[float], max_nodes: int, max_depth: int):
             for m in range(1, max_nodes + 1):
                 s = np.arange(1, m + 1)
                 # acc * -inf would be nan when acc == 0: keep impossible subtrees at -inf.
-                grown = np.where(np.isfinite(below[s]), acc[i] * below[s], NEG)
+                finite = np.isfinite(below[s])
+                grown = np.where(finite, acc[i] * np.where(finite, below[s], 0.0), NEG)
                 cand = grown + spread[i + 1, m - s]
                 best = int(np.argmax(cand))
                 if cand[best] > NEG:

@@ -37,16 +37,6 @@ class Calibration:
     scale: float = 1.0  # P(accept) = scale * p ** gamma
     gamma: float = 1.0
 
-    def draft_probs(self, rng: np.random.Generator, num_nodes: int, k: int) -> np.ndarray:
-        if self.confidence_concentration == 0:
-            top1 = np.full(num_nodes, self.confidence_mean)
-        else:
-            a = self.confidence_mean * self.confidence_concentration
-            top1 = rng.beta(a, self.confidence_concentration - a, size=num_nodes)
-        share = (1 - self.tail_ratio) * self.tail_ratio ** np.arange(k - 1)
-        probs = np.concatenate([top1[:, None], (1 - top1)[:, None] * share[None, :]], axis=1)
-        return -np.sort(-probs, axis=1)  # DraftTopK is by descending probability
-
     def accept_probs(self, probs: np.ndarray) -> np.ndarray:
         c = self.scale * np.asarray(probs) ** self.gamma
         total = c.sum()
@@ -72,8 +62,10 @@ class Outcome:
     """One step's speculation for a batch of decoding requests."""
 
     tree_sizes: np.ndarray  # nodes verified per request (the root not counted)
-    accepted: np.ndarray  # accepted nodes per request (emitted = accepted + 1)
-    round_tokens: list[float]  # draft tokens per draft round (one forward per round)
+    emitted: np.ndarray  # accepted nodes + the bonus token, per request (before any cap)
+    draft_rounds: list[tuple[int, float]]  # (number of rounds, draft tokens in each)
+    num_nodes: int = 0  # tree_sizes.sum(), which both modes get for free
+    candidates: list | None = None  # exact mode: each request's candidate tree, pre-select
 
 
 def _tagged(i: int, gen):
@@ -96,51 +88,88 @@ class ExactAcceptance:
     def __init__(self, policy: TreePolicy, budget_fn: Callable, calibs: Sequence[Calibration], budget: int, batch_node_budget: int = 0):
         self.policy, self.budget_fn, self.calibs = policy, budget_fn, list(calibs)
         self.budget, self.batch_node_budget = budget, batch_node_budget
+        # Per-domain parameters as arrays, so one round of a whole batch is one Beta draw.
+        self._mean = np.array([c.confidence_mean for c in self.calibs])
+        self._conc = np.array([c.confidence_concentration for c in self.calibs])
+        self._tail = np.array([c.tail_ratio for c in self.calibs])
 
     def total_budget(self, n: int) -> int:
         return min(self.batch_node_budget, self.budget * n) if self.batch_node_budget else self.budget * n
 
+    def draft_round(self, tagged: list, domains: np.ndarray, rng: np.random.Generator) -> list[DraftTopK]:
+        """Answer one draft round for every pending expansion, vectorised over all expanded
+        nodes of the batch: top-1 from the domain's Beta, the rest geometric, sorted."""
+        counts = [len(e.nodes) for _, e in tagged]
+        kmax = max(e.k for _, e in tagged)
+        d = np.repeat(domains[[i for i, _ in tagged]], counts)
+        top1 = self._mean[d]
+        random = self._conc[d] > 0
+        if random.any():
+            a = top1[random] * self._conc[d][random]
+            top1 = top1.copy()
+            top1[random] = rng.beta(a, self._conc[d][random] - a)
+        q = self._tail[d][:, None]
+        tail = (1 - top1)[:, None] * (1 - q) * q ** np.arange(kmax - 1)
+        probs = -np.sort(-np.concatenate([top1[:, None], tail], axis=1), axis=1)
+        tokens = np.broadcast_to(np.arange(kmax), probs.shape)
+        out, start = [], 0
+        for (_, e), count in zip(tagged, counts):
+            out.append(DraftTopK(tokens[start : start + count, : e.k], probs[start : start + count, : e.k]))
+            start += count
+        return out
+
     def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator, budget: int | None = None) -> Outcome:
+        """One step for a batch. With ``budget`` given (table building), every request gets
+        exactly that many nodes, bypassing the batch-budget policy."""
         n = len(domains)
-        total = self.total_budget(n) if budget is None else budget * n
-        budget = self.budget if budget is None else budget
-        dom = [self.calibs[d] for d in domains.tolist()]
         round_tokens: list[float] = []
 
         def draft(tagged):
             round_tokens.append(float(sum(len(e.nodes) for _, e in tagged)))
-            answers = []
-            for i, e in tagged:
-                probs = dom[i].draft_probs(rng, len(e.nodes), e.k)
-                tokens = np.broadcast_to(np.arange(e.k), probs.shape).copy()
-                answers.append(DraftTopK(tokens, probs))
-            return answers
+            return self.draft_round(tagged, domains, rng)
 
-        cands = grow_batch([_tagged(i, self.policy.grow(budget)) for i in range(n)], draft)
-        shares = self.budget_fn([c.cum_probs for c in cands], total)
+        grow_budget = self.budget if budget is None else budget
+        cands = grow_batch([_tagged(i, self.policy.grow(grow_budget)) for i in range(n)], draft)
+        if budget is None:
+            shares = self.budget_fn([c.cum_probs for c in cands], self.total_budget(n))
+        else:
+            shares = [budget] * n
         sizes = np.zeros(n, dtype=np.int64)
         accepted = np.zeros(n, dtype=np.int64)
         for i, (cand, share) in enumerate(zip(cands, shares)):
             tree = self.policy.select(cand, int(share), int(contexts[i]))
             sizes[i] = len(tree)
-            accepted[i] = accepted_length(tree.parents, tree.probs, dom[i], rng)
-        return Outcome(sizes, accepted, round_tokens)
+            accepted[i] = accepted_length(tree.parents, tree.probs, self.calibs[domains[i]], rng)
+        return Outcome(sizes, accepted + 1, [(1, t) for t in round_tokens], int(sizes.sum()), cands)
 
 
 @dataclass(frozen=True)
 class Table:
-    tree_sizes: np.ndarray
-    accepted: np.ndarray
-    rounds: np.ndarray
-    expanded: np.ndarray
+    """Exact samples, one row each: tree size, emitted (accepted + 1), draft rounds, expanded
+    nodes."""
+
+    rows: np.ndarray  # (num_samples, 4) int64
+
+
+def budget_levels(budget: int) -> list[int]:
+    """Budgets that get a table: 0, 1, 2, 3, 4, 6, 8, 12, 16, ... (powers of two and 1.5x
+    them) and ``budget`` itself. Shares in between mix the two neighbouring tables."""
+    levels = {0, budget}
+    k = 1
+    while k < budget:
+        levels.update(x for x in (k, 3 * k // 2) if x < budget)
+        k *= 2
+    return sorted(levels)
 
 
 class TabulatedAcceptance:
     """Draw each request's (size, rounds, expanded, accepted) from precomputed exact samples.
 
     Approximations, stated: the budget split is the uniform share of the batch budget
-    (whatever the batch-budget policy), and cost-aware selection sees ``context_tokens``
-    fixed at table-building time.
+    (whatever the batch-budget policy); a share between two table budgets draws from a
+    mixture of the two tables weighted to match it on average, so a handful of tables
+    serve every batch size; cost-aware selection sees ``context_tokens`` fixed at
+    table-building time.
     """
 
     def __init__(self, exact: ExactAcceptance, rng: np.random.Generator, context_tokens: int, num_samples: int = 2048):
@@ -150,6 +179,18 @@ class TabulatedAcceptance:
         # depend on the order the run happens to need them in.
         self._table_seed = int(rng.integers(2**62))
         self._tables: dict[tuple[int, int], Table] = {}
+        self._levels = budget_levels(exact.budget)
+        self._mixed: dict[tuple[int, int], np.ndarray] = {}  # (domain, batch size) -> rows
+        # Row indices drawn in blocks: one Generator call per few thousand requests, not per step.
+        self._block = np.zeros(0, dtype=np.int64)
+        self._pos = 0
+
+    def _indices(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self._pos + n > len(self._block):
+            self._block = rng.integers(0, self.num_samples, size=max(8192, n))
+            self._pos = 0
+        self._pos += n
+        return self._block[self._pos - n : self._pos]
 
     def table(self, domain: int, budget: int) -> Table:
         key = (domain, budget)
@@ -160,29 +201,52 @@ class TabulatedAcceptance:
     def _build(self, domain: int, budget: int) -> Table:
         rng = np.random.default_rng([self._table_seed, domain, budget])
         rows = []
-        doms, ctx = np.array([domain]), np.array([self.context_tokens])
-        for _ in range(self.num_samples):
-            # One request at a time, so rounds and expansions are per request.
+        chunk = 64
+        doms, ctx = np.full(chunk, domain), np.full(chunk, self.context_tokens)
+        while len(rows) < self.num_samples:
             out = self.exact.step(doms, ctx, rng, budget)
-            rows.append((out.tree_sizes[0], out.accepted[0], len(out.round_tokens), sum(out.round_tokens)))
-        return Table(*np.asarray(rows, dtype=np.int64).T.copy())
+            for cand, size, acc in zip(out.candidates, out.tree_sizes.tolist(), out.emitted.tolist()):
+                # Per request: one draft round per candidate depth, one draft token per
+                # expanded node (each distinct parent, the root included).
+                expanded = len(set(cand.parents.tolist())) if len(cand) else 0
+                rows.append((size, acc, cand.depth, expanded))
+        return Table(np.asarray(rows[: self.num_samples], dtype=np.int64))
 
     def mean_emitted(self, domain: int = 0) -> float:
-        return 1.0 + float(self.table(domain, self.exact.budget).accepted.mean())
+        return float(self.table(domain, self.exact.budget).rows[:, 1].mean())
 
     def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator) -> Outcome:
         n = len(domains)
-        share = min(self.exact.budget, self.exact.total_budget(n) // max(n, 1))
-        sizes = np.empty(n, dtype=np.int64)
-        accepted = np.empty(n, dtype=np.int64)
-        rounds = 0
-        expanded = 0
-        groups = [slice(None)] if len(self.exact.calibs) == 1 else [domains == d for d in np.unique(domains).tolist()]
-        for mask in groups:
-            d = 0 if isinstance(mask, slice) else int(domains[mask][0])
-            t = self.table(d, share)
-            idx = rng.integers(0, len(t.accepted), size=n if isinstance(mask, slice) else int(mask.sum()))
-            sizes[mask], accepted[mask] = t.tree_sizes[idx], t.accepted[idx]
-            rounds = max(rounds, int(t.rounds[idx].max()))
-            expanded += int(t.expanded[idx].sum())
-        return Outcome(sizes, accepted, [expanded / rounds] * rounds if rounds else [])
+        if len(self.exact.calibs) == 1:  # the fast path: one table, one draw
+            rows = self._mixed.get((0, n))
+            if rows is None:
+                rows = self._rows(0, n)
+            drawn = rows[self._indices(rng, n)]
+        else:
+            drawn = np.empty((n, 4), dtype=np.int64)
+            for d in np.unique(domains).tolist():
+                mask = domains == d
+                drawn[mask] = self._rows(d, n)[self._indices(rng, int(mask.sum()))]
+        rounds = int(drawn[:, 2].max()) if n else 0
+        num_nodes, _, _, expanded = drawn.sum(axis=0).tolist()
+        # The batch drafts for as many rounds as its deepest tree; spread the expanded nodes
+        # evenly over them (exact mode knows each round's width, the table does not).
+        return Outcome(drawn[:, 0], drawn[:, 1], [(rounds, expanded / rounds)] if rounds else [], num_nodes)
+
+    def _rows(self, domain: int, n: int) -> np.ndarray:
+        """Rows for a batch of n: the uniform share of the batch budget, as a mixture of the
+        tables just below and above it (rows are i.i.d., so taking the first (1 - w) N of
+        one and the first w N of the other is a sample of the mixture)."""
+        key = (domain, n)
+        if key not in self._mixed:
+            share = min(self.exact.total_budget(n) / max(n, 1), self.exact.budget)
+            hi = next(level for level in self._levels if level >= share)
+            lo = max(level for level in self._levels if level <= share)
+            low_rows = self.table(domain, lo).rows
+            if hi == lo:
+                self._mixed[key] = low_rows
+            else:
+                take_hi = round((share - lo) / (hi - lo) * self.num_samples)
+                high_rows = self.table(domain, hi).rows
+                self._mixed[key] = np.concatenate([low_rows[: self.num_samples - take_hi], high_rows[:take_hi]])
+        return self._mixed[key]

@@ -39,32 +39,49 @@ class RooflineCostModel:
     mfu: float = 0.6
     mbu: float = 0.8
 
-    def _forward_s(self, model: ModelSpec, n: int, b: int, t: int, c: int) -> float:
-        compute, memory, comm = self.forward_parts(model, n, b, t, c)
-        return self.gpu.forward_overhead_s + max(compute, memory) + comm
+    def __post_init__(self) -> None:
+        # The simulator asks for thousands of forward times per simulated second: fold the
+        # constants of the formula once. Row: (s per token, s per token*ctx/b, s per cached
+        # token) for compute, then memory (fixed part, per token), then all-reduce per token.
+        object.__setattr__(self, "_coef", {"target": self._fold(self.target, self.tp), "draft": self._fold(self.draft, self.draft_tp)})
 
-    def forward_parts(self, model: ModelSpec, n: int, b: int, t: int, c: int) -> tuple[float, float, float]:
-        """(compute seconds, memory seconds, all-reduce seconds) of one forward."""
-        per_request_ctx = c / b if b else 0.0
-        flops = 2.0 * model.num_params * t + 4.0 * model.num_layers * model.hidden_size * t * per_request_ctx
-        num_bytes = model.weight_bytes + (c + t) * model.kv_bytes_per_token
-        compute = flops / (n * self.gpu.peak_flops * self.mfu)
-        memory = num_bytes / (n * self.gpu.mem_bandwidth * self.mbu)
-        comm = 0.0
+    def _fold(self, model: ModelSpec, n: int) -> tuple[float, ...]:
+        flops_rate = n * self.gpu.peak_flops * self.mfu
+        byte_rate = n * self.gpu.mem_bandwidth * self.mbu
+        comm_fixed = comm_per_token = 0.0
         if n > 1 and self.tp_link is not None:
-            message = t * model.hidden_size * ACTIVATION_BYTES
-            comm = 2 * model.num_layers * allreduce_s(message, n, self.tp_link)
-        return compute, memory, comm
+            # allreduce_s is affine in the message size, so two points give it exactly.
+            zero = allreduce_s(0.0, n, self.tp_link)
+            per_byte = allreduce_s(1.0, n, self.tp_link) - zero
+            comm_fixed = 2 * model.num_layers * zero
+            comm_per_token = 2 * model.num_layers * per_byte * model.hidden_size * ACTIVATION_BYTES
+        return (
+            2.0 * model.num_params / flops_rate,
+            4.0 * model.num_layers * model.hidden_size / flops_rate,
+            model.weight_bytes / byte_rate,
+            model.kv_bytes_per_token / byte_rate,
+            comm_fixed,
+            comm_per_token,
+        )
+
+    def _forward_s(self, which: str, b: int, t: int, c: int) -> float:
+        if t <= 0:
+            return 0.0
+        per_token, per_attn, weights, per_kv, comm_fixed, comm_per_token = self._coef[which]
+        compute = per_token * t + (per_attn * t * c / b if b else 0.0)
+        memory = weights + per_kv * (c + t)
+        return self.gpu.forward_overhead_s + (compute if compute > memory else memory) + comm_fixed + comm_per_token * t
 
     def target_forward_s(self, num_requests: int, num_tokens: int, num_context_tokens: int) -> float:
-        return self._forward_s(self.target, self.tp, num_requests, num_tokens, num_context_tokens)
+        return self._forward_s("target", num_requests, num_tokens, num_context_tokens)
 
     def draft_step_s(self, num_requests: int, num_tokens: int, num_context_tokens: int) -> float:
-        return self._forward_s(self.draft, self.draft_tp, num_requests, num_tokens, num_context_tokens)
+        return self._forward_s("draft", num_requests, num_tokens, num_context_tokens)
 
     def target_comm_s(self, num_tokens: int) -> float:
         """The all-reduce share of a target forward: what the TP link is busy for."""
-        return self.forward_parts(self.target, self.tp, 1, num_tokens, 0)[2]
+        _, _, _, _, comm_fixed, comm_per_token = self._coef["target"]
+        return comm_fixed + comm_per_token * num_tokens if num_tokens > 0 else 0.0
 
     def transfer_s(self, num_tree_nodes: int, num_accepted: int) -> float:
         """Draft-apart traffic of one step: candidates out, accepted tokens back."""

@@ -1,0 +1,10 @@
+"""The simulator: a SimPy model of GPUs, links and arrivals that runs the registered policies.
+
+Layers (each a module): ``hardware`` and ``models`` (presets), ``costmodel`` (roofline),
+``acceptance`` (synthetic draft, exact or tabulated), ``workload`` (arrivals), ``scenario``
+and ``build`` (TOML, validated), ``replica``/``planner``/``engine`` (the SimPy model),
+``metrics``, and ``api``/``sweep`` (what the CLI and dashboard call). Never imports torch.
+"""
+
+from specgrove.sim.api import Result, run_scenario, sweep  # noqa: F401
+from specgrove.sim.scenario import Scenario, ScenarioError, load_scenario  # noqa: F401

@@ -1,0 +1,128 @@
+"""Resolve a validated scenario into the objects a run needs, and the checks that need them.
+
+Cross-field rules live here because they are easiest to state on resolved objects: a TP
+degree must divide a node (all-reduce stays on NVLink), the replicas must fit the cluster,
+the weights must leave room for KV, and policy options must construct.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from specgrove import registry
+from specgrove.sim.acceptance import Calibration
+from specgrove.sim.costmodel import RooflineCostModel
+from specgrove.sim.hardware import GPUS, LINKS, Placement, Topology
+from specgrove.sim.models import MODELS, PAIRS
+from specgrove.sim.scenario import Scenario, ScenarioError
+from specgrove.sim.workload import Arrival, TraceError, load_trace
+
+
+@dataclass
+class Built:
+    topology: Topology
+    placements: list[Placement]
+    cost: RooflineCostModel
+    kv_capacity_tokens: int  # per replica
+    domains: list[str]
+    calibrations: list[Calibration]
+    trace: list[Arrival] | None
+
+
+def _calibrations(s: Scenario, domains: list[str]) -> list[Calibration]:
+    base = dict(PAIRS[s.models.pair].calibration) if s.models.pair else {}
+    base.update(s.acceptance.calibration.model_dump(exclude_none=True))
+    out = []
+    for d in domains:
+        params = dict(base)
+        if d in s.acceptance.domains:
+            params.update(s.acceptance.domains[d].model_dump(exclude_none=True))
+        out.append(Calibration(**params))
+    return out
+
+
+def _check_calibration(c: Calibration, where: str) -> None:
+    if c.confidence_concentration > 0 and not 0 < c.confidence_mean < 1:
+        raise ScenarioError(f"{where}.confidence_mean: must be < 1 unless confidence_concentration = 0")
+
+
+def build(s: Scenario) -> Built:
+    cl, dep = s.cluster, s.deployment
+    if cl.gpus_per_node % dep.tp:
+        raise ScenarioError(f"deployment.tp: {dep.tp} does not divide gpus_per_node {cl.gpus_per_node}")
+    topo = Topology(GPUS[cl.gpu], cl.num_nodes, cl.gpus_per_node, LINKS[cl.intra_link], LINKS[cl.inter_link])
+    draft_gpus = dep.draft_gpus if dep.draft_placement == "apart" else 0
+    needed = dep.num_replicas * (dep.tp + draft_gpus)
+    if needed > topo.num_gpus:
+        raise ScenarioError(
+            f"deployment.num_replicas: {dep.num_replicas} replicas need {needed} GPUs; the cluster has {topo.num_gpus}"
+        )
+    gpu = topo.gpu
+    if dep.forward_overhead_s is not None:
+        gpu = replace(gpu, forward_overhead_s=dep.forward_overhead_s)
+        topo = replace(topo, gpu=gpu)
+    target, draft = MODELS[s.models.target], MODELS[s.models.draft]
+    placements = topo.place(dep.num_replicas, dep.tp, draft_gpus)
+    cost = RooflineCostModel(
+        gpu, target, draft, tp=dep.tp, draft_tp=draft_gpus or dep.tp, tp_link=topo.intra_link,
+        draft_link=placements[0].draft_link, mfu=dep.mfu, mbu=dep.mbu,
+    )
+    memory = dep.tp * gpu.mem_bytes * dep.kv_memory_fraction - target.weight_bytes
+    per_token = target.kv_bytes_per_token
+    if not draft_gpus:  # the draft and its cache share the target's GPUs
+        memory -= draft.weight_bytes
+        per_token += draft.kv_bytes_per_token
+    elif draft.weight_bytes > draft_gpus * gpu.mem_bytes * dep.kv_memory_fraction:
+        raise ScenarioError(f"deployment.draft_gpus: draft {draft.name} does not fit on {draft_gpus} x {gpu.name}")
+    capacity = int(memory // per_token)
+    if capacity < 1:
+        raise ScenarioError(
+            f"deployment.tp: {target.name} does not fit on {dep.tp} x {gpu.name} with room for KV cache"
+        )
+
+    trace = None
+    if s.workload.arrival == "trace":
+        if not s.workload.trace:
+            raise ScenarioError("workload.trace: arrival = 'trace' needs a trace file")
+        try:
+            trace = load_trace(s.workload.trace)
+        except TraceError as exc:
+            raise ScenarioError(f"workload.trace: {exc}") from None
+    domain_set = set(s.workload.domains) | set(s.acceptance.domains)
+    if trace:
+        domain_set |= {a.domain for a in trace}
+    domains = sorted(domain_set) or ["default"]
+    calibs = _calibrations(s, domains)
+    for d, c in zip(domains, calibs):
+        _check_calibration(c, f"acceptance.domains.{d}" if d in s.acceptance.domains else "acceptance.calibration")
+    built = Built(topo, placements, cost, capacity, domains, calibs, trace)
+    make_tree_policy(s, built)
+    make_scheduler(s)
+    return built
+
+
+def make_tree_policy(s: Scenario, built: Built):
+    options = dict(s.policies.tree_options)
+    if s.policies.tree == "dynamic-cost":
+        options.setdefault("cost_model", built.cost)
+    try:
+        return registry.create("tree", s.policies.tree, **options)
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(f"policies.tree_options: {exc}") from None
+
+
+def make_scheduler(s: Scenario):
+    try:
+        return registry.create("scheduler", s.policies.scheduler, **s.policies.scheduler_options)
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError(f"policies.scheduler_options: {exc}") from None
+
+
+def make_router(s: Scenario, rng: np.random.Generator):
+    return registry.create("router", s.policies.router, rng=rng)
+
+
+def check(s: Scenario) -> None:
+    build(s)

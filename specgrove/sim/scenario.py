@@ -1,0 +1,233 @@
+"""Scenarios: TOML files validated at load, with errors that name the bad field.
+
+A scenario covers cluster, models, deployment, workload, acceptance, policies, SLO, duration
+and seed. Pydantic checks each field; ``check`` then does what needs several fields at once
+(a TP degree that divides a node, enough GPUs, weights that fit, policy options that
+construct). Every failure is a ``ScenarioError`` whose one-line message starts with the dotted
+field name, e.g. ``workload.rate: must be > 0``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from specgrove import registry
+from specgrove.sim.hardware import GPUS, LINKS
+from specgrove.sim.models import MODELS, PAIRS
+
+
+class ScenarioError(ValueError):
+    """A bad scenario; the message is one line naming the field."""
+
+
+def _preset(table: dict, what: str):
+    def check(value: str) -> str:
+        if value not in table:
+            raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(sorted(table))}")
+        return value
+
+    return check
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Cluster(Strict):
+    gpu: str = "H100-SXM"
+    num_nodes: int = Field(1, ge=1)
+    gpus_per_node: int = Field(8, ge=1)
+    intra_link: str = "nvlink"
+    inter_link: str = "infiniband"
+
+    _gpu = field_validator("gpu")(_preset(GPUS, "gpu preset"))
+    _links = field_validator("intra_link", "inter_link")(_preset(LINKS, "link preset"))
+
+
+class Models(Strict):
+    pair: str | None = None
+    target: str | None = None
+    draft: str | None = None
+
+    _pair = field_validator("pair")(lambda v: v if v is None else _preset(PAIRS, "model pair")(v))
+    _models = field_validator("target", "draft")(lambda v: v if v is None else _preset(MODELS, "model preset")(v))
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Models:
+        if self.pair is not None:
+            self.target = self.target or PAIRS[self.pair].target
+            self.draft = self.draft or PAIRS[self.pair].draft
+        if self.target is None or self.draft is None:
+            raise ValueError("give a pair, or both target and draft")
+        return self
+
+
+class Deployment(Strict):
+    num_replicas: int = Field(1, ge=1)
+    tp: int = Field(1, ge=1)
+    draft_placement: Literal["same", "apart"] = "same"
+    draft_gpus: int = Field(1, ge=1)  # only when the draft sits apart
+    max_batch: int = Field(64, ge=1)
+    kv_memory_fraction: float = Field(0.9, gt=0, le=1)
+    mfu: float = Field(0.6, gt=0, le=1)
+    mbu: float = Field(0.8, gt=0, le=1)
+    forward_overhead_s: float | None = Field(None, ge=0)  # None: the GPU preset's
+
+
+class Length(Strict):
+    dist: Literal["fixed", "uniform", "lognormal"] = "fixed"
+    value: int = Field(128, ge=1)
+    low: int = Field(1, ge=1)
+    high: int = Field(256, ge=1)
+    median: float = Field(128.0, gt=0)
+    sigma: float = Field(1.0, ge=0)
+    max: int = Field(32768, ge=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> Length:
+        if self.dist == "uniform" and self.low > self.high:
+            raise ValueError(f"low {self.low} > high {self.high}")
+        return self
+
+
+class Workload(Strict):
+    arrival: Literal["poisson", "gamma", "onoff", "trace"] = "poisson"
+    rate: float = 1.0  # requests/s (onoff: while on)
+    cv: float = 1.0  # gamma: coefficient of variation of the gaps
+    on_s: float = 1.0
+    off_s: float = Field(1.0, ge=0)
+    trace: str | None = None
+    domains: dict[str, float] = {}  # domain -> weight of the arrival mix
+    prompt: Length = Length()
+    output: Length = Length()
+
+    _pos = field_validator("rate", "cv", "on_s")(_positive)
+
+    @field_validator("domains")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, w in value.items():
+            if not w > 0:
+                raise ValueError(f"weight of {name!r} must be > 0")
+        return value
+
+
+class CalibrationCfg(Strict):
+    confidence_mean: float | None = Field(None, gt=0, le=1)
+    confidence_concentration: float | None = Field(None, ge=0)
+    tail_ratio: float | None = Field(None, ge=0, lt=1)
+    scale: float | None = Field(None, gt=0, le=1)
+    gamma: float | None = Field(None, gt=0)
+
+
+class Acceptance(Strict):
+    mode: Literal["exact", "tabulated"] = "exact"
+    num_samples: int = Field(1024, ge=16)  # tabulated: exact samples per (domain, budget)
+    calibration: CalibrationCfg = CalibrationCfg()
+    domains: dict[str, CalibrationCfg] = {}
+
+
+class Policies(Strict):
+    tree: str = "dynamic"
+    tree_options: dict[str, Any] = {}
+    tree_budget: int = Field(16, ge=0)  # nodes per request per step
+    batch_budget: str = "uniform"
+    batch_node_budget: int = Field(0, ge=0)  # nodes per step over the batch; 0: no cap
+    scheduler: str = "fcfs"
+    scheduler_options: dict[str, Any] = {}
+    router: str = "round-robin"
+
+    @field_validator("tree", "batch_budget", "scheduler", "router")
+    @classmethod
+    def _registered(cls, value: str, info) -> str:
+        kind = {"batch_budget": "batch-budget"}.get(info.field_name, info.field_name)
+        registry.get(kind, value)  # raises "unknown <kind> policy 'x'; valid: ..."
+        return value
+
+
+class Slo(Strict):
+    ttft_s: float = Field(1.0, gt=0)
+    tpot_s: float = Field(0.1, gt=0)
+    e2e_s: float | None = Field(None, gt=0)
+
+
+class Scenario(Strict):
+    name: str = "scenario"
+    seed: int = 0
+    duration_s: float = 60.0  # arrivals stop here
+    horizon_s: float | None = None  # the run stops here; None: when every request is done
+    cluster: Cluster = Cluster()
+    models: Models = Models(pair="demo")
+    deployment: Deployment = Deployment()
+    workload: Workload = Workload()
+    acceptance: Acceptance = Acceptance()
+    policies: Policies = Policies()
+    slo: Slo = Slo()
+
+    _dur = field_validator("duration_s")(_positive)
+
+
+def _one_line(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def parse_scenario(data: dict, base_dir: Path | None = None) -> Scenario:
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_one_line(exc)) from None
+    if scenario.workload.trace and base_dir is not None and not Path(scenario.workload.trace).is_absolute():
+        scenario.workload.trace = str(base_dir / scenario.workload.trace)
+    from specgrove.sim.build import check  # cross-field checks need the cost model
+
+    check(scenario)
+    return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    return parse_scenario(data, path.parent)
+
+
+OPEN_TABLES = ("tree_options", "scheduler_options", "domains")  # free-form keys allowed
+
+
+def with_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
+    """A copy with dotted fields replaced (``{"workload.rate": 4}``), validated again."""
+    data = scenario.model_dump()
+    # Options belong to one policy: switching policy without new options drops the old ones.
+    for policy, options in (("policies.tree", "policies.tree_options"), ("policies.scheduler", "policies.scheduler_options")):
+        if policy in overrides and options not in overrides:
+            data["policies"][options.split(".")[1]] = {}
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ScenarioError(f"{dotted}: no such field")
+            node = node[part]
+        if leaf not in node and not (parents and parents[-1] in OPEN_TABLES):
+            raise ScenarioError(f"{dotted}: no such field")
+        node[leaf] = value
+    return parse_scenario(data)
