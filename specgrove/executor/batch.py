@@ -47,8 +47,9 @@ class ForwardBatch:
     def num_queued(self, row: int) -> int:
         return len(self.rows[row - self.first_row].tokens)
 
-    def build(self, device: torch.device):
-        """Keyword arguments for ``LeanModel.forward``."""
+    def build(self, device: torch.device, select: Sequence[tuple[int, int]] | None = None):
+        """Keyword arguments for ``LeanModel.forward``; ``select`` lists the (cache row,
+        column) of the tokens whose logits are wanted, in the order they are returned."""
         B = len(self.rows)
         T = max(1, max(len(r.tokens) for r in self.rows))
         num_keys = max(r.free_slot for r in self.rows) + 1
@@ -67,5 +68,9 @@ class ForwardBatch:
                     mask[b, j, np.asarray(extra, dtype=np.int64)] = True
             mask[b, n:, r.free_slot] = True
         as_t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
-        return dict(tokens=as_t(tokens), positions=as_t(positions), slots=as_t(slots),
-                    mask=as_t(mask), num_keys=num_keys, first_row=self.first_row)
+        kwargs = dict(tokens=as_t(tokens), positions=as_t(positions), slots=as_t(slots),
+                      mask=as_t(mask), num_keys=num_keys, first_row=self.first_row)
+        if select is not None:
+            pairs = np.asarray(select, dtype=np.int64).reshape(-1, 2)
+            kwargs["select"] = (as_t(pairs[:, 0] - self.first_row), as_t(pairs[:, 1].copy()))
+        return kwargs

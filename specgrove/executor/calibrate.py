@@ -24,7 +24,7 @@ def _time_forward(model: LeanModel, num_tokens: int, context: int, repeats: int)
     batch = ForwardBatch([context + num_tokens])
     batch.add(0, context, [1] * num_tokens, range(context, context + num_tokens),
               range(context, context + num_tokens), [range(context, context + j) for j in range(num_tokens)])
-    kwargs = batch.build(model.device)
+    kwargs = batch.build(model.device, select=[(0, j) for j in range(num_tokens)])
     times = []
     for _ in range(repeats + 1):  # the first run warms caches and allocators
         if model.device.type == "cuda":

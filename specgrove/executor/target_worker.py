@@ -26,16 +26,17 @@ class TargetWorker:
 
     def prefill(self, seqs: list[Sequence]) -> list[int]:
         """Cache the prompts and pick each request's first token."""
-        logits = self.model.forward(**prompt_batch(seqs).build(self.model.device))
-        first = min(s.row for s in seqs)
+        last = [(s.row, len(s.prompt) - 1) for s in seqs]
+        logits = self.model.forward(**prompt_batch(seqs).build(self.model.device, select=last))
         out = []
-        for s in seqs:
+        for i, s in enumerate(seqs):
             s.target_len = len(s.prompt)
-            out.append(self.sampling.pick(logits[s.row - first, len(s.prompt) - 1], s.generator))
+            out.append(self.sampling.pick(logits[i], s.generator))
         return out
 
     def verify(self, seqs: list[Sequence], trees: list[Tree]) -> torch.Tensor:
-        """Logits (B, T, V); row ``s.row`` column 0 is after the root, column i + 1 after node i."""
+        """Logits (sum of (n_i + 1), V): each request's root row, then one row per node, request
+        after request in ``seqs`` order (no padding rows)."""
         batch = ForwardBatch([s.target_len + len(t) + 1 for s, t in zip(seqs, trees)])
         for s, tree in zip(seqs, trees):
             base, n = s.target_len, len(tree)
@@ -44,15 +45,17 @@ class TargetWorker:
             visible = [[base]] + [[base] + (base + 1 + np.flatnonzero(anc[i])[:-1]).tolist() for i in range(n)]
             batch.add(s.row, base, [s.root] + tree.tokens.tolist(),
                       [base] + (base + depths(tree.parents)).tolist(), range(base, base + n + 1), visible)
-        return self.model.forward(**batch.build(self.model.device))
+        select = [(s.row, c) for s, t in zip(seqs, trees) for c in range(len(t) + 1)]
+        return self.model.forward(**batch.build(self.model.device, select=select))
 
     def accept(self, seqs: list[Sequence], trees: list[Tree], logits: torch.Tensor) -> list[Acceptance]:
+        starts = np.cumsum([0] + [len(t) + 1 for t in trees])
         if self.sampling.is_greedy:
             argmax = logits.argmax(-1).cpu().tolist()  # one device->host copy for the batch
-            return [verify_greedy(t, argmax[s.row][: len(t) + 1]) for s, t in zip(seqs, trees)]
+            return [verify_greedy(t, argmax[a:b]) for t, a, b in zip(trees, starts, starts[1:])]
         return [
-            verify_sampling(t, self.sampling.probs(logits[s.row, : len(t) + 1]), s.generator)
-            for s, t in zip(seqs, trees)
+            verify_sampling(t, self.sampling.probs(logits[a:b]), s.generator)
+            for s, t, a, b in zip(seqs, trees, starts, starts[1:])
         ]
 
     @staticmethod

@@ -14,7 +14,8 @@ class UnsupportedModelError(ValueError):
 
 class LeanModel:
     """Subclasses set ``num_layers, num_kv_heads, head_dim, vocab_size, max_positions`` and
-    implement ``_layers(tokens, positions, slots, mask, num_keys, first_row) -> logits``."""
+    implement ``_layers(tokens, positions, slots, mask, num_keys, first_row) -> hidden`` and
+    ``_head(hidden) -> logits`` (final norm and output projection)."""
 
     num_layers: int
     num_kv_heads: int
@@ -30,14 +31,20 @@ class LeanModel:
 
     @torch.inference_mode()
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor,
-                mask: torch.Tensor, num_keys: int, first_row: int = 0) -> torch.Tensor:
-        """Logits (B, T, V) for new tokens of cache rows first_row..first_row+B-1.
+                mask: torch.Tensor, num_keys: int, first_row: int = 0,
+                select: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Logits for new tokens of cache rows first_row..first_row+B-1.
 
         tokens, positions, slots: (B, T) long; each token's K/V is written at ``slots`` before
         attention. mask: (B, T, num_keys) bool over cache slots 0..num_keys-1 (a query must see
-        at least one slot, itself, or softmax has nothing to normalise).
+        at least one slot, itself, or softmax has nothing to normalise). ``select`` = (batch
+        index, column) tensors: return logits (N, V) for those tokens only, skipping the output
+        projection for padding and for tokens whose logits nobody reads. Otherwise (B, T, V).
         """
-        return self._layers(tokens, positions, slots, mask[:, None], num_keys, first_row)
+        hidden = self._layers(tokens, positions, slots, mask[:, None], num_keys, first_row)
+        if select is not None:
+            hidden = hidden[select[0], select[1]]
+        return self._head(hidden)
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                slots: torch.Tensor, mask: torch.Tensor, num_keys: int, first_row: int) -> torch.Tensor:

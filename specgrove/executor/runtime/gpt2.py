@@ -51,4 +51,7 @@ class GPT2Family(LeanModel):
             h = F.layer_norm(x, (n,), w["ln_2.weight"], w["ln_2.bias"], self.eps)
             h = F.gelu(F.linear(h, w["mlp.c_fc.weight"], w["mlp.c_fc.bias"]), approximate="tanh")
             x = x + F.linear(h, w["mlp.c_proj.weight"], w["mlp.c_proj.bias"])
-        return F.linear(F.layer_norm(x, (n,), *self.ln_f, self.eps), self.lm_head)
+        return x
+
+    def _head(self, hidden):
+        return F.linear(F.layer_norm(hidden, (hidden.shape[-1],), *self.ln_f, self.eps), self.lm_head)

@@ -95,4 +95,7 @@ class LlamaFamily(LeanModel):
             x = x + F.linear(self.attend(i, q, k, v, slots, mask, num_keys, first_row), w["o"])
             gate, up = F.linear(self._rms(x, w["ln2"]), w["gate_up"]).chunk(2, dim=-1)
             x = x + F.linear(F.silu(gate) * up, w["down"])
-        return F.linear(self._rms(x, self.norm), self.lm_head)
+        return x
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(self._rms(hidden, self.norm), self.lm_head)
