@@ -198,3 +198,31 @@ def _tag(gen, root, table):
             exp = gen.send(answer)
     except StopIteration as stop:
         return stop.value
+
+
+def test_calibration_maps_confidence_to_acceptance():
+    from specgrove.policies.calibration import Calibration
+
+    cal = Calibration((0.0, 0.2, 0.5, 1.0), (0.1, 0.6, 0.95))
+    np.testing.assert_allclose(cal(np.array([0.0, 0.19, 0.2, 0.49, 0.5, 1.0])), [0.1, 0.1, 0.6, 0.6, 0.95, 0.95])
+    with pytest.raises(ValueError):
+        Calibration((0.0, 0.5), (0.1, 0.2))
+    with pytest.raises(ValueError):
+        Calibration((0.0, 1.0), (1.5,))
+
+
+def test_calibrated_dynamic_prefers_confident_depth():
+    # An under-confident draft: its top token has probability 0.26 but is (say) accepted 90%
+    # of the time, the runner-up 0.22 and accepted rarely. Raw scores favour wide shallow
+    # trees; calibrated scores favour the deep chain of top tokens.
+    table = np.full((16, 16), 0.05)
+    for a in range(16):
+        table[a, (a + 1) % 16] = 0.35
+        table[a, (a + 2) % 16] = 0.30
+    table /= table.sum(1, keepdims=True)
+    pair = MarkovPair(table, table)
+    calib = {"edges": [0.0, 0.1, 0.24, 1.0], "acceptance": [0.02, 0.05, 0.9]}  # top is 0.26, next 0.22
+    raw = grow_tree(registry.create("tree", "dynamic", topk=2, frontier=2, max_depth=6), pair.drafter(0), 6)
+    cal = grow_tree(registry.create("tree", "dynamic", topk=2, frontier=2, max_depth=6, calibration=calib),
+                    pair.drafter(0), 6)
+    assert cal.depth == 6 > raw.depth

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                           sampling=SamplingParams(args.temperature, args.top_p), seed=args.seed,
                           eos_token_id=pair.tokenizer.eos_token_id)
     with TraceWriter(args.trace) as trace:
-        engine = build_engine(pair.target, pair.draft, config, method_options(args.method, pair, args.prompt),
+        engine = build_engine(pair.target, pair.draft, config, method_options(args.method, pair, args.prompt, greedy=args.temperature == 0),
                               on_step=trace.record)
         try:
             engine.add_request(ids, args.max_new_tokens)

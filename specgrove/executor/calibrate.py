@@ -54,20 +54,41 @@ def measure_cost_model(target: LeanModel, draft: LeanModel, repeats: int = 5) ->
 
 
 @torch.inference_mode()
-def measure_rank_acceptance(target, draft, token_ids: list[int], num_ranks: int = 8,
-                            window: int = 256) -> list[float]:
-    """Greedy rank acceptance of ``draft`` against ``target`` (transformers models),
-    teacher-forced over ``token_ids`` in windows."""
-    hits = np.zeros(num_ranks + 1)  # hits[r]: target token was draft rank r; last = none
+def _teacher_forced(target, draft, token_ids: list[int], num_ranks: int, window: int = 256):
+    """Per position: the draft's top-``num_ranks`` probabilities and which rank (if any)
+    holds the target's greedy token. Teacher-forced over ``token_ids`` in windows."""
+    probs, hit_rank = [], []
     for start in range(0, max(len(token_ids) - 1, 1), window):
         ids = torch.tensor([token_ids[start : start + window]], device=target.device)
         if ids.shape[1] < 2:
             break
         want = target(ids).logits[0].argmax(-1)
-        ranks = draft(ids).logits[0].topk(num_ranks, dim=-1).indices
-        match = ranks == want[:, None]
-        rank = torch.where(match.any(-1), match.float().argmax(-1), torch.tensor(num_ranks))
-        hits += np.bincount(rank.cpu().numpy(), minlength=num_ranks + 1)
-    remaining = hits.sum() - np.concatenate([[0.0], np.cumsum(hits[:-1])])
-    acc = np.divide(hits[:-1], remaining[:-1], out=np.zeros(num_ranks), where=remaining[:-1] > 0)
-    return [round(float(a), 4) for a in acc]
+        top = torch.softmax(draft(ids).logits[0].double(), -1).topk(num_ranks, dim=-1)
+        match = top.indices == want[:, None]
+        hit_rank.append(torch.where(match.any(-1), match.double().argmax(-1), torch.tensor(-1)).cpu().numpy())
+        probs.append(top.values.cpu().numpy())
+    return np.concatenate(probs), np.concatenate(hit_rank)
+
+
+def measure_rank_acceptance(target, draft, token_ids: list[int], num_ranks: int = 8) -> list[float]:
+    """Sequoia's acceptance vector for greedy decoding: entry r is the chance that the
+    target's token is the draft's rank-r proposal (disjoint events, so they sum to <= 1)."""
+    _, hit_rank = _teacher_forced(target, draft, token_ids, num_ranks)
+    hits = np.bincount(hit_rank[hit_rank >= 0], minlength=num_ranks)
+    return [round(float(h) / max(len(hit_rank), 1), 4) for h in hits]
+
+
+def measure_confidence_calibration(target, draft, token_ids: list[int], num_ranks: int = 8,
+                                   edges: tuple[float, ...] = (0, .05, .1, .2, .3, .4, .5, .6, .7, .8, .9, 1)) -> dict:
+    """How often a draft proposal of probability q is the target's greedy token, binned by q:
+    the ``Calibration`` that lets dynamic trees rank nodes by expected acceptance."""
+    probs, hit_rank = _teacher_forced(target, draft, token_ids, num_ranks)
+    is_hit = np.arange(num_ranks)[None, :] == hit_rank[:, None]
+    bins = np.clip(np.searchsorted(edges, probs.ravel(), side="right") - 1, 0, len(edges) - 2)
+    count = np.bincount(bins, minlength=len(edges) - 1)
+    hits = np.bincount(bins, weights=is_hit.ravel().astype(float), minlength=len(edges) - 1)
+    mids = (np.asarray(edges[:-1]) + np.asarray(edges[1:])) / 2
+    # Empty bins fall back to the identity (a calibrated draft); the rest is measured.
+    acc = np.where(count > 0, hits / np.maximum(count, 1), mids)
+    acc = np.maximum.accumulate(acc)  # more confidence never means less acceptance
+    return {"edges": [float(e) for e in edges], "acceptance": [round(float(a), 4) for a in acc]}

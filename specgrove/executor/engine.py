@@ -100,6 +100,7 @@ class SpecEngine:
         for seq, tok in zip(new, first_tokens):
             seq.first_token_s = time.perf_counter()
             out.append((seq.request_id, self._emit(seq, [tok])))
+            seq.draft_pending = [tok]  # the draft cached the prompt; the root is still to feed
         self.active += new
         return out
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specgrove.executor.calibrate import measure_rank_acceptance
+from specgrove.executor.calibrate import measure_confidence_calibration, measure_rank_acceptance
 from specgrove.executor.loading import ModelPair
 from specgrove.types import StepRecord
 
@@ -33,10 +33,17 @@ def calibration_ids(pair: ModelPair, fallback_text: str) -> list[int]:
     return pair.tokenizer(fallback_text)["input_ids"]
 
 
-def method_options(method: str, pair: ModelPair, calibration_text: str) -> dict:
+def method_options(method: str, pair: ModelPair, calibration_text: str, greedy: bool = True) -> dict:
+    """Tree options for ``method``, with what it needs measured on this pair: Sequoia's rank
+    acceptance, and for greedy dynamic trees the draft-confidence calibration."""
     options = dict(METHOD_OPTIONS.get(method, {}))
     if method == "sequoia":
         options["acceptance"] = measure_rank_acceptance(pair.target, pair.draft, calibration_ids(pair, calibration_text))
+    elif method in ("dynamic", "dynamic-cost") and greedy:
+        # Greedy acceptance is "draft token == target argmax", which a distilled draft's
+        # probabilities can badly understate; rank nodes by the measured rate instead.
+        ids = calibration_ids(pair, calibration_text)
+        options["calibration"] = measure_confidence_calibration(pair.target, pair.draft, ids)
     return options
 
 

@@ -68,9 +68,14 @@ class TreePolicy:
 
 
 class PartialTree:
-    """Mutable builder used inside ``grow``: append children, then freeze to a ``Tree``."""
+    """Mutable builder used inside ``grow``: append children, then freeze to a ``Tree``.
 
-    def __init__(self) -> None:
+    With a ``score`` map (e.g. a ``Calibration``), each proposal's draft probability is
+    replaced by its estimated acceptance before it enters the tree.
+    """
+
+    def __init__(self, score: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.score = score
         self.parents: list[int] = []
         self.tokens: list[int] = []
         self.probs: list[float] = []
@@ -90,9 +95,10 @@ class PartialTree:
     def add_children(self, nodes: Sequence[int], topk: DraftTopK, counts: Sequence[int]) -> list[int]:
         """Add the first ``counts[j]`` proposals of ``topk`` row j under ``nodes[j]``."""
         new = []
+        probs = topk.probs if self.score is None else self.score(topk.probs)
         for j, (node, count) in enumerate(zip(nodes, counts)):
             base = 1.0 if node == ROOT else self.cum[node]
-            for tok, prob in zip(topk.tokens[j, :count].tolist(), topk.probs[j, :count].tolist()):
+            for tok, prob in zip(topk.tokens[j, :count].tolist(), probs[j, :count].tolist()):
                 self.parents.append(int(node))
                 self.tokens.append(int(tok))
                 self.probs.append(float(prob))

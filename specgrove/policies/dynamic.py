@@ -13,6 +13,7 @@ import numpy as np
 
 from specgrove.cost import CostModel
 from specgrove.policies.base import ROOT, PartialTree, TreeGrowth, TreePolicy
+from specgrove.policies.calibration import Calibration, as_calibration
 from specgrove.registry import register
 from specgrove.tree import Tree, select_top
 
@@ -21,14 +22,17 @@ from specgrove.tree import Tree, select_top
 class Dynamic(TreePolicy):
     """EAGLE-2: expand the most probable frontier nodes, keep the global top-budget nodes."""
 
-    def __init__(self, topk: int = 4, frontier: int = 4, max_depth: int = 6) -> None:
+    def __init__(self, topk: int = 4, frontier: int = 4, max_depth: int = 6,
+                 calibration: Calibration | dict | None = None) -> None:
         for name, value in (("topk", topk), ("frontier", frontier), ("max_depth", max_depth)):
             if value < 1:
                 raise ValueError(f"dynamic {name} must be >= 1, got {value}")
         self.topk, self.frontier, self.max_depth = topk, frontier, max_depth
+        # Rank by measured acceptance instead of raw draft probability, when given.
+        self.calibration = as_calibration(calibration)
 
     def grow(self, budget: int) -> TreeGrowth:
-        tree = PartialTree()
+        tree = PartialTree(self.calibration)
         if budget <= 0:
             return tree.freeze()
         layer = [ROOT]
@@ -46,8 +50,8 @@ class Dynamic(TreePolicy):
 
 def expected_tokens(cum_sorted: np.ndarray) -> np.ndarray:
     """Expected tokens emitted per step for budgets 0..n when the best-first nodes are kept:
-    the bonus token plus each kept node's acceptance chance (its cumulative draft
-    probability, for a calibrated draft)."""
+    the bonus token plus each kept node's acceptance chance (its cumulative score: the draft
+    probability for a calibrated draft, else the calibrated acceptance)."""
     return 1.0 + np.concatenate([[0.0], np.cumsum(cum_sorted)])
 
 
@@ -61,8 +65,9 @@ class DynamicCost(Dynamic):
         topk: int = 4,
         frontier: int = 4,
         max_depth: int = 6,
+        calibration: Calibration | dict | None = None,
     ) -> None:
-        super().__init__(topk=topk, frontier=frontier, max_depth=max_depth)
+        super().__init__(topk=topk, frontier=frontier, max_depth=max_depth, calibration=calibration)
         if cost_model is None:
             raise ValueError("dynamic-cost needs a cost_model (executor: measured; sim: calibrated)")
         self.cost_model = cost_model

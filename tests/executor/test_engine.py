@@ -84,3 +84,33 @@ def test_other_families(family):
         ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                               max_new_tokens=len(got), min_new_tokens=len(got), pad_token_id=0)
         assert_same_greedy(target, p, got, ref[0, len(p):].tolist())
+
+
+@pytest.mark.parametrize("method", ["chain", "dynamic"])
+def test_draft_answers_match_a_fresh_forward(setup, method, monkeypatch):
+    """The draft's cached K/V (prefill, pending tokens, tree slots, compaction, row moves)
+    must give the same top-k as transformers on the full path; a stale cache would only lower
+    acceptance, which greedy equality alone cannot detect."""
+    from specgrove.executor import draft_worker
+    from specgrove.tree import path_to
+
+    target, draft, prompts, lengths, _ = setup
+    original = draft_worker.DraftWorker._round
+    checked = []
+
+    def spy(self, every, states, expansions):
+        answers = original(self, every, states, expansions)
+        for st, exp, ans in zip(states, expansions, answers):
+            for j, v in enumerate(exp.nodes.tolist()):
+                path = [] if v < 0 else exp.tokens[path_to(exp.parents, v)].tolist()
+                with torch.no_grad():
+                    logits = draft(torch.tensor([st.seq.prompt + st.seq.generated + path])).logits[0, -1]
+                got = int(ans.tokens[j, 0])
+                gap = float(logits.max() - logits[got])
+                assert gap < 1e-4, f"draft answer {got} is {gap:.3g} below the true top-1"
+                checked.append(gap)
+        return answers
+
+    monkeypatch.setattr(draft_worker.DraftWorker, "_round", spy)
+    run(target, draft, method, prompts[:6], lengths[:6], 4)
+    assert len(checked) > 20
