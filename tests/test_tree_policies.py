@@ -155,13 +155,36 @@ def test_dynamic_cost_picks_the_best_ratio():
     b = policy.best_budget(cand, 64)
     cum = np.sort(cand.cum_probs)[::-1]
     draft_s = cand.depth * cost.draft_step_s(1, 4, 0)
-    ratios = [expected_tokens(cum)[k] / (draft_s + cost.target_forward_s(1, k + 1, 0)) for k in range(65)]
+    gain = expected_tokens(cum)
+    ratios = [gain[k] / (draft_s + cost.target_forward_s(1, k + 1, 0)) for k in range(len(gain))]
     assert b == int(np.argmax(ratios))
     assert len(policy.select(cand, 64)) == b
     # Expensive verification per token -> smaller trees.
     steep = AffineCostModel(1e-3, 5e-3, 2e-4, 0)
     pricey = registry.create("tree", "dynamic-cost", cost_model=steep, topk=4, frontier=4, max_depth=5)
     assert pricey.best_budget(cand, 64) <= b
+
+
+def test_dynamic_pruning_changes_nothing_but_rounds():
+    """Frontier nodes that cannot reach the top-budget are not expanded; the result is the
+    same tree EAGLE-2's unpruned growth selects."""
+    from specgrove.policies.dynamic import Dynamic
+
+    class Unpruned(Dynamic):
+        def grow(self, budget):
+            return super().grow(10**9)  # a floor of 0: expand max_depth rounds, always
+
+    for root in range(0, 32, 5):
+        for budget in (1, 3, 8, 20):
+            rounds = {}
+            trees = {}
+            for name, cls in (("pruned", Dynamic), ("unpruned", Unpruned)):
+                calls = []
+                drafter = PAIR.drafter(root)
+                t = grow_tree(cls(topk=3, frontier=3, max_depth=6), lambda e: calls.append(1) or drafter(e), budget)
+                rounds[name], trees[name] = len(calls), t
+            assert trees["pruned"] == trees["unpruned"]
+            assert rounds["pruned"] <= rounds["unpruned"]
 
 
 def test_dynamic_cost_requires_cost_model():

@@ -78,17 +78,25 @@ def measure_rank_acceptance(target, draft, token_ids: list[int], num_ranks: int 
     return [round(float(h) / max(len(hit_rank), 1), 4) for h in hits]
 
 
-def measure_confidence_calibration(target, draft, token_ids: list[int], num_ranks: int = 8,
-                                   edges: tuple[float, ...] = (0, .05, .1, .2, .3, .4, .5, .6, .7, .8, .9, 1)) -> dict:
-    """How often a draft proposal of probability q is the target's greedy token, binned by q:
-    the ``Calibration`` that lets dynamic trees rank nodes by expected acceptance."""
-    probs, hit_rank = _teacher_forced(target, draft, token_ids, num_ranks)
-    is_hit = np.arange(num_ranks)[None, :] == hit_rank[:, None]
-    bins = np.clip(np.searchsorted(edges, probs.ravel(), side="right") - 1, 0, len(edges) - 2)
-    count = np.bincount(bins, minlength=len(edges) - 1)
-    hits = np.bincount(bins, weights=is_hit.ravel().astype(float), minlength=len(edges) - 1)
+def measure_confidence_calibration(target, draft, token_ids: list[int], num_ranks: int = 3,
+                                   edges: tuple[float, ...] = (0, .05, .1, .2, .3, .4, .5, .6, .7, .8, .9, 1),
+                                   min_count: int = 20) -> dict:
+    """How often a draft proposal of rank r and probability q is the target's greedy token,
+    per rank (the last row pools ranks >= num_ranks) and probability bin: the
+    ``Calibration`` that lets dynamic trees rank nodes by expected acceptance."""
+    probs, hit_rank = _teacher_forced(target, draft, token_ids, 8)
+    nbins = len(edges) - 1
     mids = (np.asarray(edges[:-1]) + np.asarray(edges[1:])) / 2
-    # Empty bins fall back to the identity (a calibrated draft); the rest is measured.
-    acc = np.where(count > 0, hits / np.maximum(count, 1), mids)
-    acc = np.maximum.accumulate(acc)  # more confidence never means less acceptance
-    return {"edges": [float(e) for e in edges], "acceptance": [round(float(a), 4) for a in acc]}
+    rows = []
+    for r in range(num_ranks):
+        cols = slice(r, r + 1) if r < num_ranks - 1 else slice(r, None)
+        q = probs[:, cols]
+        hit = (np.arange(probs.shape[1])[None, cols] == hit_rank[:, None]).astype(float)
+        bins = np.clip(np.searchsorted(edges, q.ravel(), side="right") - 1, 0, nbins - 1)
+        count = np.bincount(bins, minlength=nbins)
+        hits = np.bincount(bins, weights=hit.ravel(), minlength=nbins)
+        # Sparse bins fall back to the identity (a calibrated draft); the rest is measured,
+        # and more confidence never means less acceptance.
+        acc = np.maximum.accumulate(np.where(count >= min_count, hits / np.maximum(count, 1), mids))
+        rows.append([round(float(a), 4) for a in acc])
+    return {"edges": [float(e) for e in edges], "acceptance": rows}

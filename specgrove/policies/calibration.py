@@ -18,23 +18,41 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Calibration:
+    """``acceptance[r][b]``: acceptance of a rank-r proposal whose draft probability falls
+    in bin b (``edges[b] <= q < edges[b+1]``); the last row serves every later rank too.
+
+    Rank matters as well as probability: a runner-up at 0.15 usually loses to a leader at
+    0.6, while a leader at 0.15 often wins. A 1-D table (one row) is the rank-blind case.
+    """
+
     edges: tuple[float, ...]  # bin edges over [0, 1], increasing, first 0 and last 1
-    acceptance: tuple[float, ...]  # one value per bin
+    acceptance: tuple[tuple[float, ...], ...]  # (ranks, bins)
 
     def __post_init__(self) -> None:
-        edges, acc = np.asarray(self.edges), np.asarray(self.acceptance)
-        if len(edges) != len(acc) + 1 or edges[0] != 0.0 or edges[-1] != 1.0 or np.any(np.diff(edges) <= 0):
-            raise ValueError("calibration edges must increase from 0 to 1, one more than the values")
+        edges, acc = np.asarray(self.edges, dtype=float), np.asarray(self.acceptance, dtype=float)
+        if acc.ndim == 1:
+            acc = acc[None, :]
+            object.__setattr__(self, "acceptance", (tuple(self.acceptance),))
+        if acc.ndim != 2 or len(edges) != acc.shape[1] + 1 or edges[0] != 0.0 or edges[-1] != 1.0 \
+                or np.any(np.diff(edges) <= 0):
+            raise ValueError("calibration edges must increase from 0 to 1, one more than the bins")
         if np.any((acc < 0) | (acc > 1)):
             raise ValueError("calibration values must be probabilities")
+        object.__setattr__(self, "_table", acc)
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
-        return cls(tuple(float(x) for x in data["edges"]), tuple(float(x) for x in data["acceptance"]))
+        acc = data["acceptance"]
+        rows = [acc] if acc and not isinstance(acc[0], (list, tuple)) else acc
+        return cls(tuple(float(x) for x in data["edges"]), tuple(tuple(float(x) for x in r) for r in rows))
 
     def __call__(self, probs: np.ndarray) -> np.ndarray:
-        idx = np.clip(np.searchsorted(self.edges, probs, side="right") - 1, 0, len(self.acceptance) - 1)
-        return np.asarray(self.acceptance)[idx]
+        """Scores for a (nodes, k) block of top-k probabilities, column j being rank j."""
+        probs = np.asarray(probs, dtype=float)
+        table = self._table
+        bins = np.clip(np.searchsorted(self.edges, probs, side="right") - 1, 0, table.shape[1] - 1)
+        ranks = np.minimum(np.arange(probs.shape[-1]), table.shape[0] - 1)
+        return table[np.broadcast_to(ranks, probs.shape), bins]
 
 
 def as_calibration(value: Calibration | dict | Sequence | None) -> Calibration | None:

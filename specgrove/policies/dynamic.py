@@ -42,10 +42,18 @@ class Dynamic(TreePolicy):
             # Next layer: the most probable new nodes (stable order breaks ties by index).
             cum = np.array([tree.cum[i] for i in new])
             order = np.argsort(-cum, kind="stable")[: self.frontier]
-            layer = [new[j] for j in order if cum[j] > 0.0]
-            if not layer:
+            # A node's descendants score no higher than it does and lose ties to shallower
+            # nodes, so a node at or below the budget-th best score can add nothing to the
+            # final selection: expanding it would be a wasted draft round.
+            floor = np.partition(tree.cum, -budget)[-budget] if len(tree) >= budget else 0.0
+            layer = [new[j] for j in order if cum[j] > floor]
+            if not layer or not self.worth_another_round([tree.cum[i] for i in layer]):
                 break
         return tree.freeze()
+
+    def worth_another_round(self, frontier_scores: list[float]) -> bool:
+        """Whether to run one more draft round; EAGLE-2 always does, up to ``max_depth``."""
+        return True
 
 
 def expected_tokens(cum_sorted: np.ndarray) -> np.ndarray:
@@ -71,6 +79,13 @@ class DynamicCost(Dynamic):
         if cost_model is None:
             raise ValueError("dynamic-cost needs a cost_model (executor: measured; sim: calibrated)")
         self.cost_model = cost_model
+
+    def worth_another_round(self, frontier_scores: list[float]) -> bool:
+        """Another round adds at most the frontier's scores in accepted tokens (a child never
+        outscores its parent), each worth about one target forward that need not run; stop
+        when even that bound does not pay for the draft round."""
+        saved_s = sum(frontier_scores) * self.cost_model.target_forward_s(1, 1, 0)
+        return saved_s > self.cost_model.draft_step_s(1, len(frontier_scores), 0)
 
     def best_budget(self, candidates: Tree, budget: int, context_tokens: int = 0) -> int:
         """argmax over b <= budget of E[tokens | b best nodes] / (draft time + verify time)."""
