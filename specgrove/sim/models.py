@@ -42,11 +42,9 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("llama-2-70b", 69.0e9, 80, 8192, 64, 8),
         ModelSpec("llama-3.2-1b", 1.24e9, 16, 2048, 32, 8),
         ModelSpec("llama-3.1-8b", 8.03e9, 32, 4096, 32, 8),
-        # The executor's demo pair. APPROXIMATE: sized by hand (target: hidden 256, 4 layers,
-        # vocab 2048 ~ 3.6M params; draft: hidden 96, 2 layers ~ 0.6M). The real figures will
-        # come from specgrove/assets/demo/*/config.json once those assets exist. fp32 on CPU.
-        ModelSpec("demo-target", 3.6e6, 4, 256, 4, 4, bytes_per_param=4),
-        ModelSpec("demo-draft", 0.6e6, 2, 96, 2, 2, bytes_per_param=4),
+        # The executor's demo pair (specgrove/assets/demo/*/config.json), fp32 on CPU.
+        ModelSpec("demo-target", 3_688_704, 4, 256, 4, 4, bytes_per_param=4),
+        ModelSpec("demo-draft", 658_048, 2, 128, 4, 4, bytes_per_param=4),
     )
 }
 
