@@ -2,7 +2,8 @@
 
 The corpus is the running interpreter's own standard library source: every ``.py`` file under
 ``sysconfig.get_paths()["stdlib"]`` that decodes as UTF-8, minus test suites (any ``test`` or
-``tests`` directory), ``idlelib`` and ``site-packages``. It is on every machine that has Python,
+``tests`` directory), ``idlelib``, ``site-packages``, and two directories of generated data rather
+than code: ``encodings`` (charmap tables) and ``pydoc_data`` (the help-topics text dump). It is on every machine that has Python,
 so training needs nothing from a hub. The modules in ``HOLDOUT`` are never trained on.
 """
 
@@ -34,7 +35,7 @@ HOLDOUT = [
     "colorsys.py",
 ]
 
-EXCLUDED_DIRS = {"test", "tests", "idlelib", "site-packages", "__pycache__"}
+EXCLUDED_DIRS = {"test", "tests", "idlelib", "site-packages", "__pycache__", "encodings", "pydoc_data"}
 BOS, EOS, PAD = "<bos>", "<eos>", "<pad>"
 
 
