@@ -19,7 +19,9 @@ DEFAULT_METHODS = "ar,chain,static,sequoia,dynamic,dynamic-cost,hf-assisted"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_pair_arguments(parser)
-    parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated (default {DEFAULT_METHODS})")
+    parser.add_argument("--methods", default=DEFAULT_METHODS,
+                        help=f"comma-separated (default {DEFAULT_METHODS}); METHOD+BATCH_BUDGET, e.g. "
+                             "dynamic+greedy-global, gives one method its own batch-budget policy")
     parser.add_argument("--prompts", required=True, help="JSON-lines file, one {\"text\": ...} per line")
     parser.add_argument("--batch-sizes", default="1,4,16", help="comma-separated max batch sizes")
     parser.add_argument("--repeats", type=int, default=3)
@@ -43,11 +45,15 @@ def _int_list(text: str, flag: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from specgrove.cli import UsageError
 
-    from specgrove.executor.bench import HF_ASSISTED, PromptFileError, load_prompts
+    from specgrove import registry
+    from specgrove.executor.bench import HF_ASSISTED, PromptFileError, load_prompts, split_variant
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
-        check_method(m, extra=(HF_ASSISTED,))
+        tree, split = split_variant(m, args.batch_budget)
+        check_method(tree, extra=(HF_ASSISTED,))
+        if split not in registry.names("batch-budget"):
+            raise UsageError(f"{m}: unknown batch-budget policy {split!r}; valid: {', '.join(registry.names('batch-budget'))}")
     batch_sizes = _int_list(args.batch_sizes, "--batch-sizes")
     check_decoding(args)
     if args.temperature != 0:

@@ -25,6 +25,13 @@ from specgrove.executor.trace import TraceWriter
 HF_ASSISTED = "hf-assisted"
 
 
+def split_variant(name: str, default_batch_budget: str) -> tuple[str, str]:
+    """``"dynamic+greedy-global"`` -> ("dynamic", "greedy-global"): a method may carry its own
+    batch-budget policy, so both splits of one method are compared in one interleaved run."""
+    tree, _, batch_budget = name.partition("+")
+    return tree, batch_budget or default_batch_budget
+
+
 class PromptFileError(ValueError):
     """A prompt file that cannot be used; the message names the file and line."""
 
@@ -103,7 +110,8 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
               trace_path: str | None = None, progress: Callable[[str], None] | None = None) -> list[RunResult]:
     prompt_ids = [pair.tokenizer(p["text"])["input_ids"] for p in prompts]
     calibration = "\n".join(p["text"] for p in prompts)
-    options = {m: method_options(m, pair, calibration) for m in methods if m != HF_ASSISTED}
+    trees = {m: split_variant(m, batch_budget) for m in methods if m != HF_ASSISTED}
+    options = {t: method_options(t, pair, calibration) for t, _ in set(trees.values())}
     results: list[RunResult] = []
     with TraceWriter(trace_path) as trace:
         for batch_size in batch_sizes:
@@ -113,7 +121,8 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
                 if m == HF_ASSISTED:
                     run_hf_assisted(pair, prompt_ids[:1], 8)
                 else:
-                    run_engine(pair, m, options[m], prompt_ids[:batch_size], batch_size, 8, budget, batch_budget,
+                    tree, split = trees[m]
+                    run_engine(pair, tree, options[tree], prompt_ids[:batch_size], batch_size, 8, budget, split,
                                TraceWriter(None))
             for rep in range(repeats):
                 for m in runnable:
@@ -121,8 +130,9 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
                     if m == HF_ASSISTED:
                         stats, outs = run_hf_assisted(pair, prompt_ids, max_new_tokens)
                     else:
-                        stats, outs = run_engine(pair, m, options[m], prompt_ids, batch_size, max_new_tokens,
-                                                 budget, batch_budget, trace)
+                        tree, split = trees[m]
+                        stats, outs = run_engine(pair, tree, options[tree], prompt_ids, batch_size, max_new_tokens,
+                                                 budget, split, trace)
                     results.append(RunResult(m, batch_size, rep, stats, outs))
                     if progress:
                         progress(f"batch {batch_size} {m} rep {rep}: {stats['tokens_per_s']:.1f} tok/s, tau {stats['tau']:.2f}")
