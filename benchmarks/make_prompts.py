@@ -10,7 +10,7 @@ from pathlib import Path
 
 HELD_OUT = ["json/decoder.py", "textwrap.py", "heapq.py", "bisect.py", "shlex.py", "fractions.py",
             "statistics.py", "dataclasses.py", "csv.py", "gzip.py", "queue.py", "difflib.py",
-            "string.py", "calendar.py"]  # colorsys.py, also held out, is kept for calibration
+            "string.py", "calendar.py"]  # colorsys.py, also held out, is kept for measuring the pair
 PROSE = [
     "The scheduler keeps a queue of waiting requests and admits them in arrival order",
     "Return a list of the lines in the text, breaking at line boundaries. Line breaks are not",

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from specgrove.sim.api import run_scenario
-from specgrove.sim.scenario import load_scenario, with_overrides
+from specgrove.sim.build import load_scenario, with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "examples" / "llama70b_4xtp4.toml"

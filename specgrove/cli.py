@@ -14,6 +14,7 @@ import importlib
 import sys
 
 from specgrove import __version__
+from specgrove.commands import UsageError
 
 # name -> (module, one-line help). The module is imported only when the subcommand runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -27,10 +28,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("specgrove.commands.sim", "simulate a serving scenario (TOML) and write its metrics"),
     "sweep": ("specgrove.commands.sweep", "simulate variants of a scenario in parallel; table and plot"),
 }
-
-
-class UsageError(Exception):
-    """Raised by subcommands for bad input; printed as one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,8 +72,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run through the package module: as __main__ this file would define a second UsageError
-    # that the subcommands (which import specgrove.cli) never raise.
-    from specgrove.cli import main as package_main
-
-    sys.exit(package_main())
+    sys.exit(main())

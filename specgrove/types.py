@@ -1,8 +1,8 @@
-"""Small records shared by the executor and the simulator (numpy-free plain data)."""
+"""The request as schedulers and routers see it, in the executor and the simulator alike."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -24,29 +24,3 @@ class Request:
     @property
     def context_len(self) -> int:
         return self.prompt_tokens + self.num_generated
-
-
-@dataclass
-class StepRecord:
-    """One request's share of one decoding step: a line of a step trace (JSON lines).
-
-    The executor writes these; calibration reads them to fit the simulator's cost and
-    acceptance models.
-    """
-
-    request_id: int
-    step: int
-    tree_size: int
-    depth: int
-    accepted_len: int
-    draft_ms: float
-    verify_ms: float
-    batch_size: int
-    tokens_in_forward: int
-    context_len: int
-    extra: dict = field(default_factory=dict)
-
-    def to_json_dict(self) -> dict:
-        out = asdict(self)
-        out.update(out.pop("extra"))
-        return out

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _int_list(text: str, flag: str) -> list[int]:
-    from specgrove.cli import UsageError
+    from specgrove.commands import UsageError
 
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -43,7 +43,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from specgrove.cli import UsageError
+    from specgrove.commands import UsageError
 
     from specgrove import registry
     from specgrove.executor.bench import HF_ASSISTED, PromptFileError, load_prompts, split_variant

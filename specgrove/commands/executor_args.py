@@ -26,7 +26,7 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_decoding(args: argparse.Namespace) -> None:
     from specgrove import registry
-    from specgrove.cli import UsageError
+    from specgrove.commands import UsageError
 
     if args.max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
@@ -46,7 +46,7 @@ def check_decoding(args: argparse.Namespace) -> None:
 
 def check_method(name: str, extra: tuple[str, ...] = ()) -> None:
     from specgrove import registry
-    from specgrove.cli import UsageError
+    from specgrove.commands import UsageError
 
     valid = registry.names("tree") + list(extra)
     if name not in valid:
@@ -57,7 +57,7 @@ def load_pair_or_exit(args: argparse.Namespace):
     """The pair named by the arguments; a bad path or pair becomes one line and exit 2."""
     import torch
 
-    from specgrove.cli import UsageError
+    from specgrove.commands import UsageError
     from specgrove.executor.loading import PairLoadError, load_pair
 
     if args.pair and (args.target or args.draft):

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from specgrove.cli import UsageError
+    from specgrove.commands import UsageError
 
     check_method(args.method)
     check_decoding(args)
@@ -34,10 +34,10 @@ def run(args: argparse.Namespace) -> int:
     pair = load_pair_or_exit(args)
 
     from specgrove.executor.engine import EngineConfig
-    from specgrove.executor.loading import build_engine
+    from specgrove.executor.engine import build_engine
     from specgrove.executor.sampling import SamplingParams
-    from specgrove.executor.session import method_options, summarize
-    from specgrove.executor.trace import TraceWriter
+    from specgrove.executor.methods import method_options
+    from specgrove.trace import TraceWriter, summarize
 
     ids = pair.tokenizer(args.prompt)["input_ids"]
     config = EngineConfig(method=args.method, budget=args.budget, batch_budget=args.batch_budget, max_batch=1,

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from specgrove.cli import UsageError
+    from specgrove.commands import UsageError
 
     if args.vocab < 8:
         raise UsageError(f"--vocab must be >= 8, got {args.vocab}")
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     from specgrove import registry
     from specgrove.cost import AffineCostModel
-    from specgrove.synthetic import MarkovPair
+    from specgrove.policies.synthetic import MarkovPair
 
     pair = MarkovPair.random(args.vocab, seed=args.seed, agreement=args.agreement, peak=0.05)
     # An illustrative accelerator-like cost: a target forward costs 10 ms plus 0.1 ms per

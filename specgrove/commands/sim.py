@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from specgrove.cli import UsageError
+from specgrove.commands import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

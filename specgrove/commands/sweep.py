@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from specgrove.cli import UsageError
+from specgrove.commands import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

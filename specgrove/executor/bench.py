@@ -8,7 +8,6 @@ generation on the same pair (batch 1 only), the peer to beat.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from specgrove.executor.engine import EngineConfig
-from specgrove.executor.loading import ModelPair, build_engine
-from specgrove.executor.session import method_options, summarize
-from specgrove.executor.trace import TraceWriter
+from specgrove.executor.engine import EngineConfig, build_engine
+from specgrove.executor.loading import ModelPair
+from specgrove.executor.methods import method_options
+from specgrove.jsonl import read_jsonl
+from specgrove.trace import TraceWriter, summarize
 
 HF_ASSISTED = "hf-assisted"
 
@@ -41,17 +41,11 @@ def load_prompts(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise PromptFileError(f"prompt file {str(path)!r} does not exist")
     prompts = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PromptFileError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or not item["text"].strip():
-            raise PromptFileError(f"{path}:{i}: each line needs a non-empty string field 'text'")
-        prompts.append({"name": item.get("name", f"line-{i}"), "domain": item.get("domain", "default"),
-                        "text": item["text"]})
+    for where, item in read_jsonl(path, "prompt file", PromptFileError):
+        if not isinstance(item.get("text"), str) or not item["text"].strip():
+            raise PromptFileError(f"{where}: each line needs a non-empty string field 'text'")
+        prompts.append({"name": item.get("name", f"line-{where.rsplit(':', 1)[1]}"),
+                        "domain": item.get("domain", "default"), "text": item["text"]})
     if not prompts:
         raise PromptFileError(f"prompt file {str(path)!r} holds no prompts")
     return prompts
@@ -109,9 +103,9 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
               max_new_tokens: int, budget: int, repeats: int, batch_budget: str = "uniform",
               trace_path: str | None = None, progress: Callable[[str], None] | None = None) -> list[RunResult]:
     prompt_ids = [pair.tokenizer(p["text"])["input_ids"] for p in prompts]
-    calibration = "\n".join(p["text"] for p in prompts)
+    measurement_text = "\n".join(p["text"] for p in prompts)
     trees = {m: split_variant(m, batch_budget) for m in methods if m != HF_ASSISTED}
-    options = {t: method_options(t, pair, calibration) for t, _ in set(trees.values())}
+    options = {t: method_options(t, pair, measurement_text) for t, _ in set(trees.values())}
     results: list[RunResult] = []
     with TraceWriter(trace_path) as trace:
         for batch_size in batch_sizes:
@@ -126,7 +120,7 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
                                TraceWriter(None))
             for rep in range(repeats):
                 for m in runnable:
-                    trace.context = {"method": m, "max_batch": batch_size, "repeat": rep}
+                    trace.labels = {"method": m, "max_batch": batch_size, "repeat": rep}
                     if m == HF_ASSISTED:
                         stats, outs = run_hf_assisted(pair, prompt_ids, max_new_tokens)
                     else:

@@ -1,22 +1,21 @@
-"""The draft side: grows one tree per request, every request's round in one draft forward.
+"""The draft side: answers every request's tree expansions, one draft forward per round.
 
-The tree policies are coroutines (``specgrove.policies.base``); this worker answers each round
-of expansions for the whole batch with a single forward of the lean draft model, writing each
-expanded node's K/V after the request's prefix and remembering its slot. After verification,
-``commit`` compacts the accepted nodes that the draft did compute onto the prefix.
+The engine runs the shared speculation step (``specgrove.policies.speculation``) with
+``DraftWorker.round`` as its draft callback: each round answers the expansions of the whole
+batch with a single forward of the lean draft model, writing each expanded node's K/V after
+the request's prefix and remembering its slot. After verification, ``commit`` compacts the
+accepted nodes that the draft did compute onto the prefix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
-from specgrove.executor.batch import ForwardBatch
+from specgrove.executor.forward_batch import ForwardBatch, prompt_batch
+from specgrove.executor.request_state import RequestState
 from specgrove.executor.runtime import LeanModel
 from specgrove.executor.sampling import SamplingParams
-from specgrove.executor.sequence import Sequence
-from specgrove.policies.base import ROOT, DraftTopK, Expansion, TreePolicy, grow_batch
+from specgrove.policies.base import ROOT, DraftTopK, Expansion
 from specgrove.tree import Tree, children, depths, path_to
 
 
@@ -24,7 +23,7 @@ from specgrove.tree import Tree, children, depths, path_to
 class Growth:
     """One request's draft-side bookkeeping for the current step."""
 
-    seq: Sequence
+    seq: RequestState
     base: int  # first slot after the root once ``draft_pending`` is in the cache
     next_slot: int
     has_pending_run: bool = False  # did a round feed draft_pending (the ROOT expansion)?
@@ -34,9 +33,8 @@ class Growth:
 class DraftWorker:
     def __init__(self, model: LeanModel, sampling: SamplingParams) -> None:
         self.model, self.sampling = model, sampling
-        self.num_rounds = 0
 
-    def prefill(self, seqs: list[Sequence]) -> None:
+    def prefill(self, seqs: list[RequestState]) -> None:
         """Cache the prompts of new requests, which hold consecutive rows (the first generated
         token is fed later, as pending)."""
         batch = prompt_batch(seqs)
@@ -45,37 +43,21 @@ class DraftWorker:
         # Only the K/V matter here; one token's logits keep the call shape simple.
         self.model.forward(**batch.build(self.model.device, select=[(seqs[0].row, 0)]))
 
-    def grow(self, seqs: list[Sequence], policy: TreePolicy, budget: int) -> tuple[list[Tree], list[Growth]]:
-        """Candidate trees for every request (before the batch budget cuts them)."""
-        states = [Growth(s, s.draft_len + len(s.draft_pending), s.draft_len + len(s.draft_pending)) for s in seqs]
-        owner: dict[int, Growth] = {}
+    @staticmethod
+    def begin(seqs: list[RequestState]) -> list[Growth]:
+        """Fresh per-step bookkeeping, one ``Growth`` per request in batch order."""
+        return [Growth(s, s.draft_len + len(s.draft_pending), s.draft_len + len(s.draft_pending)) for s in seqs]
 
-        def tagged(gen, state):
-            # Remember which request asked for each expansion, so one callback serves all.
-            try:
-                exp = next(gen)
-                while True:
-                    owner[id(exp)] = state
-                    exp = gen.send((yield exp))
-            except StopIteration as stop:
-                return stop.value
-
-        def answer(expansions: list[Expansion]) -> list[DraftTopK]:
-            return self._round(states, [owner[id(e)] for e in expansions], expansions)
-
-        growths = [tagged(policy.grow(budget), st) for st in states]
-        return grow_batch(growths, answer), states
-
-    def _round(self, every: list[Growth], states: list[Growth], expansions: list[Expansion]) -> list[DraftTopK]:
-        """One draft forward answering ``expansions`` (``states`` says whose); ``every`` is the
-        whole batch, whose rows without work this round are padded."""
-        self.num_rounds += 1
+    def round(self, every: list[Growth], ids: list[int], expansions: list[Expansion]) -> list[DraftTopK]:
+        """One draft forward answering ``expansions``; ``ids`` index ``every`` (the whole
+        batch, whose rows without work this round are padded) to say whose each one is."""
         free = [0] * len(every)
         for st in every:
             free[st.seq.row] = st.next_slot
         batch = ForwardBatch(free)
         outputs = []  # per expansion: (row, columns of its expanded nodes)
-        for st, exp in zip(states, expansions):
+        for i, exp in zip(ids, expansions):
+            st = every[i]
             s, nodes = st.seq, exp.nodes.tolist()
             if nodes == [ROOT]:
                 # Feed the tokens the draft has not seen yet; the root is the last of them.
@@ -132,14 +114,3 @@ class DraftWorker:
                 moves.append((s.row, state.node_slot[v], state.base + j))
         s.draft_len = state.base + len(computed)
         s.draft_pending = emitted[len(computed):]
-
-
-
-def prompt_batch(seqs: list[Sequence]) -> ForwardBatch:
-    """A causal prefill of new requests' prompts; they hold consecutive rows."""
-    first = min(s.row for s in seqs)
-    batch = ForwardBatch([len(s.prompt) for s in sorted(seqs, key=lambda s: s.row)], first_row=first)
-    for s in seqs:
-        n = len(s.prompt)
-        batch.add(s.row, 0, s.prompt, range(n), range(n), [range(j) for j in range(n)])
-    return batch

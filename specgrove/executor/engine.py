@@ -1,10 +1,9 @@
-"""The decoding loop: admit, grow trees, verify them in one forward, accept, compact, stream.
+"""The decoding loop: admit, speculate, verify the trees in one forward, accept, compact, stream.
 
     step():  admit new requests (prefill)
-             candidates = draft.grow(batch, tree policy)        one draft forward per depth
-             budgets    = batch-budget policy(candidate scores)
-             trees      = tree policy.select(candidates, budget)
-             results    = target.accept(target.verify(trees))   one target forward
+             speculation = speculate(tree policy, batch-budget policy, draft rounds)
+                           -- the step the simulator runs too: grow, split, select
+             verdicts    = target.accept(target.verify(trees))   one target forward
              compact both KV caches, emit tokens, retire finished requests
 """
 
@@ -19,12 +18,14 @@ import torch
 
 from specgrove import registry
 from specgrove.executor.draft_worker import DraftWorker
-from specgrove.executor.runtime import LeanModel
+from specgrove.executor.measure import measure_cost_model
+from specgrove.executor.request_state import RequestState
+from specgrove.executor.runtime import LeanModel, from_hf
 from specgrove.executor.sampling import SamplingParams
-from specgrove.executor.sequence import Sequence
 from specgrove.executor.target_worker import TargetWorker
 from specgrove.policies.base import TreePolicy
-from specgrove.types import StepRecord
+from specgrove.policies.speculation import Speculation, speculate
+from specgrove.trace import StepRecord
 
 
 @dataclass
@@ -55,9 +56,9 @@ class SpecEngine:
         # Positions must stay inside both models' context; cache slots have extra headroom for
         # the tree nodes of a step (slots are not positions, see runtime.kv).
         self.max_positions = min(target.max_positions, draft.max_positions)
-        self.waiting: deque[Sequence] = deque()
-        self.active: list[Sequence] = []
-        self.finished: dict[int, Sequence] = {}
+        self.waiting: deque[RequestState] = deque()
+        self.active: list[RequestState] = []
+        self.finished: dict[int, RequestState] = {}
         self.on_step = on_step
         self.step_index = 0
         self._next_id = 0
@@ -79,7 +80,7 @@ class SpecEngine:
         if not self.config.sampling.is_greedy:
             # One generator per request: its tokens do not depend on who shares the batch.
             gen = torch.Generator(device=self.target.model.device).manual_seed(self.config.seed * 1_000_003 + rid)
-        self.waiting.append(Sequence(rid, list(prompt), max_new_tokens, generator=gen, arrival_s=time.perf_counter()))
+        self.waiting.append(RequestState(rid, list(prompt), max_new_tokens, generator=gen))
         return rid
 
     @property
@@ -98,13 +99,12 @@ class SpecEngine:
         self.draft.prefill(new)
         out = []
         for seq, tok in zip(new, first_tokens):
-            seq.first_token_s = time.perf_counter()
             out.append((seq.request_id, self._emit(seq, [tok])))
             seq.draft_pending = [tok]  # the draft cached the prompt; the root is still to feed
         self.active += new
         return out
 
-    def _emit(self, seq: Sequence, tokens: list[int]) -> list[int]:
+    def _emit(self, seq: RequestState, tokens: list[int]) -> list[int]:
         tokens = tokens[: seq.remaining]
         eos = self.config.eos_token_id
         if eos is not None and eos in tokens:
@@ -120,7 +120,6 @@ class SpecEngine:
         keep = [s for s in self.active if not s.is_finished]
         for s in self.active:
             if s.is_finished:
-                s.finish_s = time.perf_counter()
                 self.finished[s.request_id] = s
         for new_row, s in enumerate(keep):
             if s.row != new_row:
@@ -130,43 +129,51 @@ class SpecEngine:
         self.active = keep
 
     # ---- one step ---------------------------------------------------------------------------
+    def speculate(self, seqs: list[RequestState]) -> tuple[Speculation, list]:
+        """The shared speculation step on the real draft; returns it and the draft's growths."""
+        cfg = self.config
+        growths = self.draft.begin(seqs)
+        spec = speculate(self.policy, self.split, cfg.budget, cfg.budget * len(seqs),
+                         [s.target_len for s in seqs],
+                         lambda ids, expansions: self.draft.round(growths, ids, expansions))
+        return spec, growths
+
     def step(self) -> list[tuple[int, list[int]]]:
         """Run one decoding step; returns (request id, new tokens) for every request that got any."""
         out = self._admit()
         self._retire()  # a prompt can finish at its first token
         if not self.active:
             return out
-        seqs, cfg, device = self.active, self.config, self.target.model.device
+        seqs, device = self.active, self.target.model.device
+        cached = [s.target_len for s in seqs]  # before this step, for the trace
         t0 = time.perf_counter()
-        rounds_before = self.draft.num_rounds
-        candidates, growths = self.draft.grow(seqs, self.policy, cfg.budget)
-        budgets = self.split([c.cum_probs for c in candidates], cfg.budget * len(seqs))
-        trees = [self.policy.select(c, b, s.context_len) for c, b, s in zip(candidates, budgets, seqs)]
+        spec, growths = self.speculate(seqs)
+        trees = spec.trees
         _sync(device)
         t1 = time.perf_counter()
         logits = self.target.verify(seqs, trees)
-        results = self.target.accept(seqs, trees, logits)
+        verdicts = self.target.accept(seqs, trees, logits)
         _sync(device)
         t2 = time.perf_counter()
         target_moves, draft_moves = [], []
-        for seq, growth, cand, res in zip(seqs, growths, candidates, results):
-            self.target.commit(seq, res, target_moves)
-            self.draft.commit(growth, cand, res.tokens, res.num_accepted, draft_moves)
+        for seq, growth, cand, verdict in zip(seqs, growths, spec.candidates, verdicts):
+            self.target.commit(seq, verdict, target_moves)
+            self.draft.commit(growth, cand, verdict.tokens, verdict.num_accepted, draft_moves)
         self.target.model.cache.apply(target_moves)
         self.draft.model.cache.apply(draft_moves)
         tokens_in_forward = sum(len(t) + 1 for t in trees)
-        for seq, tree, res in zip(seqs, trees, results):
-            context = seq.context_len
-            emitted = self._emit(seq, res.tokens)
+        for seq, tree, verdict, context in zip(seqs, trees, verdicts, cached):
+            emitted = self._emit(seq, verdict.tokens)
             seq.num_steps += 1
             out.append((seq.request_id, emitted))
             if self.on_step is not None:
                 self.on_step(StepRecord(
-                    request_id=seq.request_id, step=self.step_index, tree_size=len(tree),
-                    depth=tree.depth, accepted_len=res.num_accepted, draft_ms=(t1 - t0) * 1e3,
-                    verify_ms=(t2 - t1) * 1e3, batch_size=len(seqs),
-                    tokens_in_forward=tokens_in_forward, context_len=context,
-                    extra={"emitted": len(emitted), "draft_rounds": self.draft.num_rounds - rounds_before},
+                    request_id=seq.request_id, step=self.step_index, batch_size=len(seqs),
+                    tokens_in_forward=tokens_in_forward, context_tokens=context,
+                    tree_size=len(tree), depth=tree.depth, parents=tuple(tree.parents.tolist()),
+                    draft_rounds=spec.num_rounds, accepted_len=verdict.num_accepted,
+                    emitted=len(emitted), draft_ms=(t1 - t0) * 1e3, verify_ms=(t2 - t1) * 1e3,
+                    method=self.config.method, max_batch=self.config.max_batch,
                 ))
         self.step_index += 1
         self._retire()
@@ -177,3 +184,19 @@ class SpecEngine:
         while self.has_work:
             self.step()
         return {rid: s.generated for rid, s in sorted(self.finished.items())}
+
+
+def build_engine(target, draft, config: EngineConfig, policy_options: dict | None = None,
+                 on_step: Callable[[StepRecord], None] | None = None) -> SpecEngine:
+    """Lean models over two loaded transformers models, caches sized for the config, the tree
+    policy (``dynamic-cost`` gets a cost model measured here, on the device that will run),
+    and the engine."""
+    total = config.budget * (config.max_batch if config.batch_budget != "uniform" else 1)
+    headroom = max(256, total) + 2
+    lean_t = from_hf(target, config.max_batch, headroom)
+    lean_d = from_hf(draft, config.max_batch, headroom)
+    options = dict(policy_options or {})
+    if config.method == "dynamic-cost" and "cost_model" not in options:
+        options["cost_model"] = measure_cost_model(lean_t, lean_d)
+    policy = registry.create("tree", config.method, **options)
+    return SpecEngine(lean_t, lean_d, config, policy, on_step=on_step)

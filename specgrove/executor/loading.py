@@ -1,4 +1,4 @@
-"""Loading a target/draft pair from local directories, and building an engine over it.
+"""Loading a target/draft pair from local directories.
 
 Weights come from safetensors only; nothing is fetched from a hub. The two tokenizers must
 share one vocabulary, checked before any generation.
@@ -11,11 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-from specgrove import registry
-from specgrove.executor.calibrate import measure_cost_model
-from specgrove.executor.engine import EngineConfig, SpecEngine
-from specgrove.executor.runtime import from_hf
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "assets" / "demo"
 
@@ -101,18 +96,3 @@ def load_pair(target_path: str | Path | None = None, draft_path: str | Path | No
             f"target and draft output sizes differ ({target.config.vocab_size} vs {draft.config.vocab_size})"
         )
     return ModelPair(name, target, draft, tok_t, target_path, draft_path)
-
-
-def build_engine(target, draft, config: EngineConfig, policy_options: dict | None = None,
-                 on_step=None) -> SpecEngine:
-    """Lean models with caches sized for the config, the tree policy, and the engine."""
-    total = config.budget * (config.max_batch if config.batch_budget != "uniform" else 1)
-    headroom = max(256, total) + 2
-    lean_t = from_hf(target, config.max_batch, headroom)
-    lean_d = from_hf(draft, config.max_batch, headroom)
-    options = dict(policy_options or {})
-    if config.method == "dynamic-cost" and "cost_model" not in options:
-        # Measured here, on the device that will run: the point of dynamic-cost.
-        options["cost_model"] = measure_cost_model(lean_t, lean_d)
-    policy = registry.create("tree", config.method, **options)
-    return SpecEngine(lean_t, lean_d, config, policy, on_step=on_step)

@@ -6,7 +6,23 @@ from dataclasses import dataclass
 
 import torch
 
-from specgrove.executor.verify import warp_probs
+
+def warp_probs(logits: torch.Tensor, temperature: float, top_p: float = 1.0) -> torch.Tensor:
+    """Softmax at ``temperature``, then keep the smallest top set with mass >= ``top_p``.
+
+    The same warp must be applied to the target and to the draft.
+    """
+    if temperature <= 0:
+        raise ValueError("warp_probs needs temperature > 0 (use greedy verification for 0)")
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, idx = probs.sort(dim=-1, descending=True)
+        # Keep a token if the mass strictly before it is < top_p (the top token always stays).
+        drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p)
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs
 
 
 @dataclass(frozen=True)

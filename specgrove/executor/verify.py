@@ -2,7 +2,8 @@
 
 Inputs are the target's logits or probabilities at the root and at every node of one tree,
 row 0 for the root and row i + 1 for node i (the order ``specgrove.packing`` lays out), so the
-functions run wherever the target's output lives.
+functions run wherever the target's output lives. Sampling inputs are already warped
+(temperature, top-p) by ``sampling.SamplingParams``, identically for target and draft.
 
 Greedy: follow the children whose token equals the target's argmax; then emit the target's
 argmax at the last accepted node (the bonus token). That is exactly target-only greedy.
@@ -27,7 +28,7 @@ from specgrove.tree import Tree, children
 
 
 @dataclass(frozen=True)
-class Acceptance:
+class Verdict:
     """Outcome for one request: the accepted nodes (root to deepest) and the emitted tokens,
     which are the accepted nodes' tokens followed by one token from the target."""
 
@@ -39,7 +40,7 @@ class Acceptance:
         return len(self.accepted_nodes)
 
 
-def verify_greedy(tree: Tree, target_argmax: list[int] | torch.Tensor) -> Acceptance:
+def verify_greedy(tree: Tree, target_argmax: list[int] | torch.Tensor) -> Verdict:
     """``target_argmax[r]``: the target's argmax after row r (root row 0, node i row i + 1)."""
     if isinstance(target_argmax, torch.Tensor):
         target_argmax = target_argmax.tolist()
@@ -50,27 +51,9 @@ def verify_greedy(tree: Tree, target_argmax: list[int] | torch.Tensor) -> Accept
         want = target_argmax[node + 1]
         nxt = next((c for c in kids[node] if tokens[c] == want), None)
         if nxt is None:
-            return Acceptance(accepted, [tokens[c] for c in accepted] + [want])
+            return Verdict(accepted, [tokens[c] for c in accepted] + [want])
         accepted.append(nxt)
         node = nxt
-
-
-def warp_probs(logits: torch.Tensor, temperature: float, top_p: float = 1.0) -> torch.Tensor:
-    """Softmax at ``temperature``, then keep the smallest top set with mass >= ``top_p``.
-
-    The same warp must be applied to the target and to the draft.
-    """
-    if temperature <= 0:
-        raise ValueError("warp_probs needs temperature > 0 (use greedy verification for 0)")
-    probs = torch.softmax(logits.double() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_p, idx = probs.sort(dim=-1, descending=True)
-        # Keep a token if the mass strictly before it is < top_p (the top token always stays).
-        drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p)
-        probs = probs / probs.sum(-1, keepdim=True)
-    return probs
 
 
 def _residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -87,7 +70,7 @@ def verify_sampling(
     target_probs: torch.Tensor,
     generator: torch.Generator,
     draft_probs: torch.Tensor | None = None,
-) -> Acceptance:
+) -> Verdict:
     """Lossless sampling verification of one tree.
 
     ``target_probs``: (n + 1, V) warped target distributions, root row first.
@@ -118,5 +101,5 @@ def verify_sampling(
                 q_row[x] = 0.0  # sampled without replacement: the next sibling is not x
         else:
             token = int(torch.multinomial(p.float(), 1, generator=generator).item())
-            return Acceptance(accepted, [tokens[c] for c in accepted] + [token])
+            return Verdict(accepted, [tokens[c] for c in accepted] + [token])
         node = accepted[-1]

@@ -16,3 +16,4 @@ from specgrove.policies.base import (  # noqa: F401
     grow_batch,
     grow_tree,
 )
+from specgrove.policies.speculation import Speculation, speculate  # noqa: F401

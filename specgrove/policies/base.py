@@ -8,7 +8,8 @@ A tree policy is a coroutine. ``policy.grow(budget)`` is a generator that *yield
 That split is what lets one draft forward serve a whole batch: the executor's draft worker
 advances every request's coroutine one depth at a time and answers all their expansions in a
 single forward, while the simulator answers them from synthetic distributions. ``grow_tree``
-and ``grow_batch`` drive the coroutines for a plain callback.
+and ``grow_batch`` drive the coroutines; ``specgrove.policies.speculation`` adds the budget
+split and the selection on top, as one step both worlds call.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class DraftTopK:
 
 TreeGrowth = Generator[Expansion, DraftTopK, Tree]
 DraftFn = Callable[[Expansion], DraftTopK]
+# A batched draft: answers one round, ``(request indices, their expansions) -> answers``.
+BatchDraftFn = Callable[[list[int], list[Expansion]], list[DraftTopK]]
 
 
 class TreePolicy:
@@ -70,7 +73,7 @@ class TreePolicy:
 class PartialTree:
     """Mutable builder used inside ``grow``: append children, then freeze to a ``Tree``.
 
-    With a ``score`` map (e.g. a ``Calibration``), each proposal's draft probability is
+    With a ``score`` map (e.g. a ``ConfidenceMap``), each proposal's draft probability is
     replaced by its estimated acceptance before it enters the tree.
     """
 
@@ -116,13 +119,12 @@ class PartialTree:
 
 def grow_tree(policy: TreePolicy, draft: DraftFn, budget: int) -> Tree:
     """Grow one request's candidates with a plain callback, then select ``budget`` nodes."""
-    return policy.select(grow_batch([policy.grow(budget)], lambda exps: [draft(e) for e in exps])[0], budget)
+    return policy.select(grow_batch([policy.grow(budget)], lambda _, exps: [draft(e) for e in exps])[0], budget)
 
 
-def grow_batch(
-    growths: Sequence[TreeGrowth], draft: Callable[[list[Expansion]], list[DraftTopK]]
-) -> list[Tree]:
-    """Advance several policies' coroutines in lockstep; ``draft`` answers one round at once.
+def grow_batch(growths: Sequence[TreeGrowth], draft: BatchDraftFn) -> list[Tree]:
+    """Advance several policies' coroutines in lockstep; ``draft`` answers one round at once,
+    told which request (index into ``growths``) asked for each expansion.
 
     Returns each request's *candidate* tree (before ``select``).
     """
@@ -135,7 +137,7 @@ def grow_batch(
             results[i] = stop.value
     while pending:
         ids = sorted(pending)
-        answers = draft([pending[i] for i in ids])
+        answers = draft(ids, [pending[i] for i in ids])
         pending = {}
         for i, answer in zip(ids, answers):
             try:

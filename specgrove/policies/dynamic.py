@@ -13,7 +13,7 @@ import numpy as np
 
 from specgrove.cost import CostModel
 from specgrove.policies.base import ROOT, PartialTree, TreeGrowth, TreePolicy
-from specgrove.policies.calibration import Calibration, as_calibration
+from specgrove.policies.confidence import ConfidenceMap, as_confidence_map
 from specgrove.registry import register
 from specgrove.tree import Tree, select_top
 
@@ -23,16 +23,16 @@ class Dynamic(TreePolicy):
     """EAGLE-2: expand the most probable frontier nodes, keep the global top-budget nodes."""
 
     def __init__(self, topk: int = 4, frontier: int = 4, max_depth: int = 6,
-                 calibration: Calibration | dict | None = None) -> None:
+                 confidence: ConfidenceMap | dict | None = None) -> None:
         for name, value in (("topk", topk), ("frontier", frontier), ("max_depth", max_depth)):
             if value < 1:
                 raise ValueError(f"dynamic {name} must be >= 1, got {value}")
         self.topk, self.frontier, self.max_depth = topk, frontier, max_depth
         # Rank by measured acceptance instead of raw draft probability, when given.
-        self.calibration = as_calibration(calibration)
+        self.confidence = as_confidence_map(confidence)
 
     def grow(self, budget: int) -> TreeGrowth:
-        tree = PartialTree(self.calibration)
+        tree = PartialTree(self.confidence)
         if budget <= 0:
             return tree.freeze()
         layer = [ROOT]
@@ -59,7 +59,7 @@ class Dynamic(TreePolicy):
 def expected_tokens(cum_sorted: np.ndarray) -> np.ndarray:
     """Expected tokens emitted per step for budgets 0..n when the best-first nodes are kept:
     the bonus token plus each kept node's acceptance chance (its cumulative score: the draft
-    probability for a calibrated draft, else the calibrated acceptance)."""
+    probability, or the acceptance from the policy's confidence map)."""
     return 1.0 + np.concatenate([[0.0], np.cumsum(cum_sorted)])
 
 
@@ -73,11 +73,11 @@ class DynamicCost(Dynamic):
         topk: int = 4,
         frontier: int = 4,
         max_depth: int = 6,
-        calibration: Calibration | dict | None = None,
+        confidence: ConfidenceMap | dict | None = None,
     ) -> None:
-        super().__init__(topk=topk, frontier=frontier, max_depth=max_depth, calibration=calibration)
+        super().__init__(topk=topk, frontier=frontier, max_depth=max_depth, confidence=confidence)
         if cost_model is None:
-            raise ValueError("dynamic-cost needs a cost_model (executor: measured; sim: calibrated)")
+            raise ValueError("dynamic-cost needs a cost_model (executor: measured; sim: the scenario's)")
         self.cost_model = cost_model
 
     def worth_another_round(self, frontier_scores: list[float]) -> bool:

@@ -7,4 +7,5 @@ and ``build`` (TOML, validated), ``replica``/``planner``/``engine`` (the SimPy m
 """
 
 from specgrove.sim.api import Result, run_scenario, sweep  # noqa: F401
-from specgrove.sim.scenario import Scenario, ScenarioError, load_scenario  # noqa: F401
+from specgrove.sim.build import load_scenario, parse_scenario  # noqa: F401
+from specgrove.sim.scenario import Scenario, ScenarioError  # noqa: F401

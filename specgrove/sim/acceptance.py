@@ -1,15 +1,16 @@
 """The acceptance model: synthetic draft probabilities in, accepted lengths out.
 
-Exact mode runs the registered tree policy for real. Each expansion it yields is answered
+Exact mode runs the shared speculation step (``specgrove.policies.speculation``) with the
+registered tree and batch-budget policies, as the executor does. Each expansion is answered
 with synthetic top-k probabilities: the top-1 probability drawn from a Beta around the pair's
 *draft confidence*, the rest of the mass shared geometrically by the lower ranks. The policy
 grows and selects its tree from these numbers exactly as it would from a real draft.
 
 Verification then walks the tree from the root. Among a node's children, child i is the
-target's next token with probability ``scale * p_i ** gamma`` (the *calibration* of draft
-confidence to acceptance; renormalised if the siblings' sum passes 1); with what is left, no
-child matches and the walk stops. ``scale = gamma = 1`` is a perfectly calibrated draft, the
-assumption behind EAGLE-2's ranking by cumulative probability.
+target's next token with probability ``scale * p_i ** gamma`` (how the draft's confidence
+maps to acceptance; renormalised if the siblings' sum passes 1); with what is left, no child
+matches and the walk stops. ``scale = gamma = 1`` is a draft whose probabilities are exactly
+its acceptance rates, the assumption behind EAGLE-2's ranking by cumulative probability.
 
 Tabulated mode precomputes, per domain and per-request budget, a few thousand exact samples
 of (tree size, draft rounds, expanded nodes, accepted length) and draws rows from them: one
@@ -23,13 +24,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specgrove.policies.base import DraftTopK, TreePolicy, grow_batch
+from specgrove.policies.base import DraftTopK, Expansion, TreePolicy
+from specgrove.policies.speculation import Speculation, speculate
 from specgrove.tree import children
 
 
 @dataclass(frozen=True)
-class Calibration:
-    """Per pair and per domain: how confident the draft is, and how that maps to acceptance."""
+class SyntheticDraft:
+    """The simulated draft, per pair and per domain: how confident it is, and how that
+    confidence maps to acceptance (scenario section ``[acceptance.draft]``)."""
 
     confidence_mean: float = 0.6  # mean top-1 draft probability
     confidence_concentration: float = 8.0  # Beta concentration; 0 = always exactly the mean
@@ -43,12 +46,12 @@ class Calibration:
         return c / total if total > 1.0 else c
 
 
-def accepted_length(parents: np.ndarray, probs: np.ndarray, calib: Calibration, rng: np.random.Generator) -> int:
+def accepted_length(parents: np.ndarray, probs: np.ndarray, draft: SyntheticDraft, rng: np.random.Generator) -> int:
     """Walk root to leaf: at each level at most one child is the target's token."""
     kids = children(parents)
     node, accepted = -1, 0
     while kids[node]:
-        c = calib.accept_probs(probs[kids[node]])
+        c = draft.accept_probs(probs[kids[node]])
         pick = int(np.searchsorted(np.cumsum(c), rng.random(), side="right"))
         if pick >= len(c):
             break
@@ -68,40 +71,28 @@ class Outcome:
     candidates: list | None = None  # exact mode: each request's candidate tree, pre-select
 
 
-def _tagged(i: int, gen):
-    """Forward a policy coroutine, tagging each expansion with its request index."""
-    try:
-        exp = next(gen)
-    except StopIteration as stop:
-        return stop.value
-    while True:
-        answer = yield (i, exp)
-        try:
-            exp = gen.send(answer)
-        except StopIteration as stop:
-            return stop.value
-
-
 class ExactAcceptance:
     """Real policy code on synthetic draft answers: grow, split the budget, select, walk."""
 
-    def __init__(self, policy: TreePolicy, budget_fn: Callable, calibs: Sequence[Calibration], budget: int, batch_node_budget: int = 0):
-        self.policy, self.budget_fn, self.calibs = policy, budget_fn, list(calibs)
+    def __init__(self, policy: TreePolicy, budget_fn: Callable, drafts: Sequence[SyntheticDraft], budget: int, batch_node_budget: int = 0):
+        self.policy, self.budget_fn, self.drafts = policy, budget_fn, list(drafts)
         self.budget, self.batch_node_budget = budget, batch_node_budget
         # Per-domain parameters as arrays, so one round of a whole batch is one Beta draw.
-        self._mean = np.array([c.confidence_mean for c in self.calibs])
-        self._conc = np.array([c.confidence_concentration for c in self.calibs])
-        self._tail = np.array([c.tail_ratio for c in self.calibs])
+        self._mean = np.array([c.confidence_mean for c in self.drafts])
+        self._conc = np.array([c.confidence_concentration for c in self.drafts])
+        self._tail = np.array([c.tail_ratio for c in self.drafts])
 
     def total_budget(self, n: int) -> int:
         return min(self.batch_node_budget, self.budget * n) if self.batch_node_budget else self.budget * n
 
-    def draft_round(self, tagged: list, domains: np.ndarray, rng: np.random.Generator) -> list[DraftTopK]:
-        """Answer one draft round for every pending expansion, vectorised over all expanded
-        nodes of the batch: top-1 from the domain's Beta, the rest geometric, sorted."""
-        counts = [len(e.nodes) for _, e in tagged]
-        kmax = max(e.k for _, e in tagged)
-        d = np.repeat(domains[[i for i, _ in tagged]], counts)
+    def draft_round(self, ids: list[int], expansions: list[Expansion], domains: np.ndarray,
+                    rng: np.random.Generator) -> list[DraftTopK]:
+        """Answer one draft round for every pending expansion (``ids``: whose), vectorised over
+        all expanded nodes of the batch: top-1 from the domain's Beta, the rest geometric,
+        sorted."""
+        counts = [len(e.nodes) for e in expansions]
+        kmax = max(e.k for e in expansions)
+        d = np.repeat(domains[ids], counts)
         top1 = self._mean[d]
         random = self._conc[d] > 0
         if random.any():
@@ -113,34 +104,33 @@ class ExactAcceptance:
         probs = -np.sort(-np.concatenate([top1[:, None], tail], axis=1), axis=1)
         tokens = np.broadcast_to(np.arange(kmax), probs.shape)
         out, start = [], 0
-        for (_, e), count in zip(tagged, counts):
+        for e, count in zip(expansions, counts):
             out.append(DraftTopK(tokens[start : start + count, : e.k], probs[start : start + count, : e.k]))
             start += count
         return out
 
-    def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator, budget: int | None = None) -> Outcome:
-        """One step for a batch. With ``budget`` given (table building), every request gets
-        exactly that many nodes, bypassing the batch-budget policy."""
+    def speculate(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator,
+                  budget: int | None = None, draft=None) -> Speculation:
+        """The shared speculation step on synthetic answers (or on ``draft``'s, a
+        ``BatchDraftFn``). With ``budget`` given (table building), every request gets exactly
+        that many nodes, bypassing the batch-budget policy."""
         n = len(domains)
-        round_tokens: list[float] = []
-
-        def draft(tagged):
-            round_tokens.append(float(sum(len(e.nodes) for _, e in tagged)))
-            return self.draft_round(tagged, domains, rng)
-
-        grow_budget = self.budget if budget is None else budget
-        cands = grow_batch([_tagged(i, self.policy.grow(grow_budget)) for i in range(n)], draft)
+        if draft is None:
+            draft = lambda ids, exps: self.draft_round(ids, exps, domains, rng)  # noqa: E731
         if budget is None:
-            shares = self.budget_fn([c.cum_probs for c in cands], self.total_budget(n))
-        else:
-            shares = [budget] * n
+            return speculate(self.policy, self.budget_fn, self.budget, self.total_budget(n), contexts, draft)
+        return speculate(self.policy, lambda scores, _: [budget] * len(scores), budget, budget * n, contexts, draft)
+
+    def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator, budget: int | None = None) -> Outcome:
+        """One step for a batch: speculate, then walk each tree to its accepted length."""
+        spec = self.speculate(domains, contexts, rng, budget)
+        n = len(domains)
         sizes = np.zeros(n, dtype=np.int64)
         accepted = np.zeros(n, dtype=np.int64)
-        for i, (cand, share) in enumerate(zip(cands, shares)):
-            tree = self.policy.select(cand, int(share), int(contexts[i]))
+        for i, tree in enumerate(spec.trees):
             sizes[i] = len(tree)
-            accepted[i] = accepted_length(tree.parents, tree.probs, self.calibs[domains[i]], rng)
-        return Outcome(sizes, accepted + 1, [(1, t) for t in round_tokens], int(sizes.sum()), cands)
+            accepted[i] = accepted_length(tree.parents, tree.probs, self.drafts[domains[i]], rng)
+        return Outcome(sizes, accepted + 1, [(1, float(w)) for w in spec.round_widths], int(sizes.sum()), spec.candidates)
 
 
 @dataclass(frozen=True)
@@ -217,7 +207,7 @@ class TabulatedAcceptance:
 
     def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator) -> Outcome:
         n = len(domains)
-        if len(self.exact.calibs) == 1:  # the fast path: one table, one draw
+        if len(self.exact.drafts) == 1:  # the fast path: one table, one draw
             rows = self._mixed.get((0, n))
             if rows is None:
                 rows = self._rows(0, n)

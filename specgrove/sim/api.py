@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from specgrove.cost import CostModel
-from specgrove.sim.build import build
-from specgrove.sim.engine import Cluster
+from specgrove.sim.build import Built, build, resolve
+from specgrove.sim.cluster import SimCluster
 from specgrove.sim.metrics import request_rows, summarise, write_requests_csv, write_summary
-from specgrove.sim.scenario import Scenario, load_scenario, parse_scenario
+from specgrove.sim.scenario import Scenario, read_scenario_file
 
 PROGRESS_CHUNKS = 200  # the bar advances by chunks of simulated time, not per event
 
@@ -23,7 +23,6 @@ class Result:
     scenario: Scenario
     summary: dict
     requests: list[dict] = field(repr=False)
-    wall_s: float = 0.0
 
     def write(self, out_dir: str | Path) -> Path:
         """DIR/summary.json, DIR/requests.csv and DIR/scenario.json (the resolved scenario)."""
@@ -35,15 +34,16 @@ class Result:
         return out
 
 
-def as_scenario(scenario: Scenario | str | Path | dict) -> Scenario:
+def resolve_any(scenario: Scenario | str | Path | dict) -> tuple[Scenario, Built]:
+    """A scenario object, its data, or a TOML path: validated and built, once."""
     if isinstance(scenario, Scenario):
-        return scenario
+        return scenario, build(scenario)
     if isinstance(scenario, dict):
-        return parse_scenario(scenario)
-    return load_scenario(scenario)
+        return resolve(scenario)
+    return resolve(read_scenario_file(scenario), Path(scenario).parent)
 
 
-def _drive(cluster: Cluster, scenario: Scenario, progress: bool) -> None:
+def _drive(cluster: SimCluster, scenario: Scenario, progress: bool) -> None:
     """Run to the horizon, or until no event is left (every request done)."""
     env = cluster.env
     horizon = scenario.horizon_s if scenario.horizon_s is not None else math.inf
@@ -59,26 +59,27 @@ def _drive(cluster: Cluster, scenario: Scenario, progress: bool) -> None:
         until = min(env.now + chunk, horizon)
         env.run(until=until)
         if bar is not None:  # update() honours tqdm's mininterval; no redraw per chunk
-            bar.set_postfix(done=cluster.num_finished, refresh=False)
+            bar.set_postfix(done=cluster.ledger.num_finished, refresh=False)
             bar.update(round(min(env.now, scenario.duration_s)) - bar.n)
     if bar is not None:
         bar.close()
 
 
 def run_scenario(scenario: Scenario | str | Path | dict, seed: int | None = None, progress: bool = False,
-                 cost_model: CostModel | None = None) -> Result:
+                 cost_model: CostModel | None = None, built: Built | None = None) -> Result:
     """Simulate one scenario; ``seed`` overrides the scenario's own. ``cost_model`` replaces
-    the roofline (e.g. one calibrated on executor traces; any ``specgrove.cost.CostModel``)."""
-    scenario = as_scenario(scenario)
+    the roofline (e.g. one calibrated on executor traces; any ``specgrove.cost.CostModel``).
+    ``built``: the scenario's already-built objects (``build.resolve``), to skip building."""
+    start = time.perf_counter()
+    if built is None:
+        scenario, built = resolve_any(scenario)
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": int(seed)})
-    start = time.perf_counter()
-    built = build(scenario)
     if cost_model is not None:
-        built.cost = cost_model
-    cluster = Cluster(scenario, built, scenario.seed)
+        built = replace(built, cost=cost_model)
+    cluster = SimCluster(scenario, built, scenario.seed)
     _drive(cluster, scenario, progress)
-    records = sorted(cluster.records.values(), key=lambda r: r.request_id)
+    records = sorted(cluster.ledger.records.values(), key=lambda r: r.request_id)
     finishes = [r.finish_s for r in records if not math.isnan(r.finish_s)]
     end_s = max(finishes) if finishes else cluster.env.now
     elapsed = end_s if end_s > 0 else 1.0
@@ -86,21 +87,20 @@ def run_scenario(scenario: Scenario | str | Path | dict, seed: int | None = None
     wall = time.perf_counter() - start
     summary["wall_s"] = wall
     summary["sim_per_wall"] = end_s / wall if wall > 0 else None
-    return Result(scenario, summary, request_rows(records), wall)
+    return Result(scenario, summary, request_rows(records))
 
 
-def _run_variant(args: tuple[Scenario, dict[str, Any], int | None]) -> tuple[dict[str, Any], Result]:
-    from specgrove.sim.scenario import with_overrides
-
-    base, overrides, seed = args
-    return overrides, run_scenario(with_overrides(base, overrides), seed=seed)
+def _run_variant(args: tuple[dict[str, Any], Scenario, Built, int | None]) -> tuple[dict[str, Any], Result]:
+    overrides, scenario, built, seed = args
+    return overrides, run_scenario(scenario, seed=seed, built=built)
 
 
 def sweep(scenario: Scenario | str | Path | dict, vary: dict[str, list], seed: int | None = None,
           processes: int | None = None, progress: bool = False) -> list[tuple[dict[str, Any], Result]]:
-    """Run every combination of ``vary`` (dotted field -> values), in parallel processes."""
+    """Run every combination of ``vary`` (dotted field -> values), in parallel processes.
+    Each variant is validated and built once, here, before any process starts."""
     from specgrove.sim.sweep import combinations, run_parallel
 
-    base = as_scenario(scenario)
+    base, _ = resolve_any(scenario)
     variants = combinations(base, vary)
-    return run_parallel(_run_variant, [(base, v, seed) for v in variants], processes, progress)
+    return run_parallel(_run_variant, [(*v, seed) for v in variants], processes, progress)

@@ -1,49 +1,52 @@
-"""Resolve a validated scenario into the objects a run needs, and the checks that need them.
+"""From a scenario's data to the objects a run needs, in one validation pass.
 
-Cross-field rules live here because they are easiest to state on resolved objects: a TP
-degree must divide a node (all-reduce stays on NVLink), the replicas must fit the cluster,
-the weights must leave room for KV, and policy options must construct.
+``resolve`` validates the fields (``scenario``), then resolves presets into objects and checks
+what needs several fields at once, which is easiest on resolved objects: a TP degree must
+divide a node (all-reduce stays on NVLink), the replicas must fit the cluster, the weights
+must leave room for KV, and policy options must construct. A run takes the ``Built`` it
+returns, so nothing is built twice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from specgrove import registry
-from specgrove.sim.acceptance import Calibration
+from specgrove.sim.acceptance import SyntheticDraft
 from specgrove.sim.costmodel import RooflineCostModel
 from specgrove.sim.hardware import GPUS, LINKS, Placement, Topology
 from specgrove.sim.models import MODELS, PAIRS
-from specgrove.sim.scenario import Scenario, ScenarioError
-from specgrove.sim.workload import Arrival, TraceError, load_trace
+from specgrove.sim.scenario import Scenario, ScenarioError, overridden, read_scenario_file, validate_fields
+from specgrove.sim.workload import Arrival, ArrivalTraceError, load_trace
 
 
 @dataclass
 class Built:
-    topology: Topology
     placements: list[Placement]
     cost: RooflineCostModel
     kv_capacity_tokens: int  # per replica
     domains: list[str]
-    calibrations: list[Calibration]
+    drafts: list[SyntheticDraft]  # per domain, in ``domains`` order
     trace: list[Arrival] | None
 
 
-def _calibrations(s: Scenario, domains: list[str]) -> list[Calibration]:
-    base = dict(PAIRS[s.models.pair].calibration) if s.models.pair else {}
-    base.update(s.acceptance.calibration.model_dump(exclude_none=True))
+def _synthetic_drafts(s: Scenario, domains: list[str]) -> list[SyntheticDraft]:
+    base = dict(PAIRS[s.models.pair].draft_behaviour) if s.models.pair else {}
+    base.update(s.acceptance.draft.model_dump(exclude_none=True))
     out = []
     for d in domains:
         params = dict(base)
         if d in s.acceptance.domains:
             params.update(s.acceptance.domains[d].model_dump(exclude_none=True))
-        out.append(Calibration(**params))
+        out.append(SyntheticDraft(**params))
     return out
 
 
-def _check_calibration(c: Calibration, where: str) -> None:
+def _check_draft(c: SyntheticDraft, where: str) -> None:
     if c.confidence_concentration > 0 and not 0 < c.confidence_mean < 1:
         raise ScenarioError(f"{where}.confidence_mean: must be < 1 unless confidence_concentration = 0")
 
@@ -88,16 +91,16 @@ def build(s: Scenario) -> Built:
             raise ScenarioError("workload.trace: arrival = 'trace' needs a trace file")
         try:
             trace = load_trace(s.workload.trace)
-        except TraceError as exc:
+        except ArrivalTraceError as exc:
             raise ScenarioError(f"workload.trace: {exc}") from None
     domain_set = set(s.workload.domains) | set(s.acceptance.domains)
     if trace:
         domain_set |= {a.domain for a in trace}
     domains = sorted(domain_set) or ["default"]
-    calibs = _calibrations(s, domains)
-    for d, c in zip(domains, calibs):
-        _check_calibration(c, f"acceptance.domains.{d}" if d in s.acceptance.domains else "acceptance.calibration")
-    built = Built(topo, placements, cost, capacity, domains, calibs, trace)
+    drafts = _synthetic_drafts(s, domains)
+    for d, c in zip(domains, drafts):
+        _check_draft(c, f"acceptance.domains.{d}" if d in s.acceptance.domains else "acceptance.draft")
+    built = Built(placements, cost, capacity, domains, drafts, trace)
     make_tree_policy(s, built)
     make_scheduler(s)
     return built
@@ -124,5 +127,25 @@ def make_router(s: Scenario, rng: np.random.Generator):
     return registry.create("router", s.policies.router, rng=rng)
 
 
-def check(s: Scenario) -> None:
-    build(s)
+def resolve(data: dict, base_dir: Path | None = None) -> tuple[Scenario, Built]:
+    """Validate a scenario's data, fields then cross-field, and build what a run needs."""
+    scenario = validate_fields(data, base_dir)
+    return scenario, build(scenario)
+
+
+def parse_scenario(data: dict, base_dir: Path | None = None) -> Scenario:
+    """A fully validated scenario (``ScenarioError`` names the first bad field)."""
+    return resolve(data, base_dir)[0]
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    return parse_scenario(read_scenario_file(path), Path(path).parent)
+
+
+def resolve_variant(scenario: Scenario, overrides: dict[str, Any]) -> tuple[Scenario, Built]:
+    """A variant with dotted fields replaced (``{"workload.rate": 4}``), validated and built."""
+    return resolve(overridden(scenario, overrides))
+
+
+def with_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
+    return resolve_variant(scenario, overrides)[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specgrove.sim.batch import RequestRecord
+from specgrove.sim.records import RequestRecord
 
 CSV_FIELDS = (
     "request_id", "replica", "domain", "arrival_s", "prompt_tokens", "output_tokens",

@@ -51,11 +51,11 @@ MODELS: dict[str, ModelSpec] = {
 
 @dataclass(frozen=True)
 class PairPreset:
-    """A draft/target pair and its default acceptance calibration (see ``acceptance``)."""
+    """A draft/target pair and its synthetic draft's default behaviour (``acceptance.SyntheticDraft``)."""
 
     target: str
     draft: str
-    calibration: dict = field(default_factory=dict)
+    draft_behaviour: dict = field(default_factory=dict)
 
 
 # Draft confidence means are rough: larger, same-family drafts agree with their target more.

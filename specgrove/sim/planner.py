@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specgrove.sim.batch import Batch
+from specgrove.sim.running_batch import RunningBatch
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Planner:
         self.transfer_s = getattr(cost, "transfer_s", lambda nodes, accepted: 0.0)
         self.comm_s = getattr(cost, "target_comm_s", lambda tokens: 0.0)
 
-    def plan(self, b: Batch) -> StepPlan:
+    def plan(self, b: RunningBatch) -> StepPlan:
         cost = self.cost
         n, num_new = len(b), b.num_prefill
         num_dec = n - num_new

@@ -4,38 +4,60 @@ Each step is one SimPy timeout for the whole batch (one event per step, never pe
 The replica's GPUs are a SimPy resource held for the step; a draft that sits apart has its
 own GPU resource and a link resource for shipping candidates. A replica with nothing to do
 waits on an event that the next routed arrival triggers; it never polls.
+
+A replica gets everything it reads at construction (``ReplicaSetup``, the shared planner and
+``Ledger``) and reports its load through ``load()``; nothing outside edits its state.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import simpy
 
-from specgrove.sim.batch import Batch, RequestRecord
+from specgrove.policies.router import ReplicaLoad
+from specgrove.sim.hardware import Placement
+from specgrove.sim.planner import Planner, StepPlan
+from specgrove.sim.records import Ledger
+from specgrove.sim.running_batch import RunningBatch
 from specgrove.types import Request
 
 
+@dataclass(frozen=True)
+class ReplicaSetup:
+    """What every replica of a run shares: limits, the tree budget, and first estimates."""
+
+    max_batch: int
+    kv_capacity_tokens: int
+    tree_budget: int  # nodes per request per step (KV headroom for a step's tree)
+    domain_index: dict[str, int]
+    expected_tau: float  # tokens per step, until measured
+    expected_step_s: float  # seconds per step, until measured
+
+
 class Replica:
-    def __init__(self, cluster, placement, scheduler) -> None:
-        self.c, self.placement, self.scheduler = cluster, placement, scheduler
-        env = cluster.env
+    def __init__(self, env: simpy.Environment, placement: Placement, scheduler, planner: Planner,
+                 setup: ReplicaSetup, ledger: Ledger) -> None:
+        self.env, self.placement, self.scheduler = env, placement, scheduler
+        self.planner, self.setup, self.ledger = planner, setup, ledger
         self.id = placement.replica_id
         # A TP group's GPUs are always taken together, so one resource stands for the group.
         self.gpus = simpy.Resource(env, 1)
         self.draft_gpus = simpy.Resource(env, 1) if placement.draft_gpus else None
         self.draft_link = simpy.Resource(env, 1) if placement.draft_gpus else None
-        self.batch = Batch()
+        self.batch = RunningBatch()
         self.waiting: list[Request] = []
         self.requests: dict[int, Request] = {}
         self.wake: simpy.Event | None = None
         self.outstanding_tokens = 0
-        self.tau_ema = cluster.expected_tau
-        self.step_ema = cluster.cost.target_forward_s(1, cluster.scenario.policies.tree_budget + 1, 0)
+        self.tau_ema = setup.expected_tau
+        self.step_ema = setup.expected_step_s
         self.busy_s = {"gpu": 0.0, "draft_gpu": 0.0, "tp_link": 0.0, "draft_link": 0.0}
         self.num_steps = 0
         env.process(self.run())
 
-    # -- arrivals -----------------------------------------------------------------------
+    # -- arrivals and the load report ---------------------------------------------------
     def submit(self, request: Request) -> None:
         self.waiting.append(request)
         self.requests[request.request_id] = request
@@ -43,17 +65,32 @@ class Replica:
         if self.wake is not None and not self.wake.triggered:
             self.wake.succeed()
 
+    def load(self) -> ReplicaLoad:
+        """The snapshot a router sees."""
+        return ReplicaLoad(self.id, len(self.batch) + len(self.waiting), self.outstanding_tokens,
+                           self.tau_ema, self.step_ema)
+
+    @property
+    def is_parked(self) -> bool:
+        """Waiting on its wake event: nothing to do until an arrival."""
+        return self.wake is not None
+
     # -- admission and preemption -----------------------------------------------------------
     def _need(self) -> np.ndarray:
         """KV tokens each running request needs for the next step."""
         b = self.batch
         if not self.scheduler.preempt:
             return b.reserved
-        return b.ctx + b.prefill + self.c.tree_budget + 1
+        return b.ctx + b.prefill + self.setup.tree_budget + 1
+
+    def _reject(self, req: Request) -> None:
+        self.ledger.reject(req.request_id)
+        self.outstanding_tokens -= req.remaining_tokens
 
     def _admit(self, now: float) -> None:
-        b, cap = self.batch, self.c.kv_capacity
-        free_slots = self.c.max_batch - len(b)
+        b, setup = self.batch, self.setup
+        cap = setup.kv_capacity_tokens
+        free_slots = setup.max_batch - len(b)
         if not self.waiting or free_slots <= 0:
             return
         used = int(self._need().sum())
@@ -62,33 +99,31 @@ class Replica:
             if len(rows) == free_slots:
                 break
             r = self.waiting[i]
-            reserve = r.prompt_tokens + r.max_new_tokens + self.c.tree_budget + 1
-            need = reserve if not self.scheduler.preempt else r.context_len + self.c.tree_budget + 1
+            reserve = r.prompt_tokens + r.max_new_tokens + setup.tree_budget + 1
+            need = reserve if not self.scheduler.preempt else r.context_len + setup.tree_budget + 1
             if reserve > cap:  # can never run here, even alone
-                self.c.reject(r, self.id)
+                self._reject(r)
                 taken.add(i)
                 continue
             if used + need > cap:
                 break  # admit strictly in policy order: no overtaking by smaller requests
             used += need
             taken.add(i)
-            rec = self.c.records[r.request_id]
-            if np.isnan(rec.admitted_s):
-                rec.admitted_s = now
+            self.ledger.admit(r.request_id, now)
             rows.append({"rid": r.request_id, "left": r.remaining_tokens, "prefill": r.context_len,
-                         "dom": self.c.domain_index[r.domain], "reserved": reserve})
+                         "dom": setup.domain_index[r.domain], "reserved": reserve})
         if taken:
             self.waiting = [r for i, r in enumerate(self.waiting) if i not in taken]
             self.batch.append(rows)
 
     def _preempt(self, now: float) -> None:
         b = self.batch
-        while len(b) > 1 and int(self._need().sum()) > self.c.kv_capacity:
+        while len(b) > 1 and int(self._need().sum()) > self.setup.kv_capacity_tokens:
             running = [self.requests[int(rid)] for rid in b.rid]
             for req, left in zip(running, b.left.tolist()):
                 req.num_generated = req.max_new_tokens - left
             i = self.scheduler.victim(running, now)
-            rec = self.c.records[running[i].request_id]
+            rec = self.ledger.records[running[i].request_id]
             rec.preemptions += 1
             rec.leave_batch(b.row(i), self.num_steps)
             self.waiting.append(running[i])  # recomputed on readmission (prefill of prompt + generated)
@@ -98,7 +133,7 @@ class Replica:
 
     # -- the step ------------------------------------------------------------------------
     def run(self):
-        env = self.c.env
+        env = self.env
         held = None  # the replica holds its GPUs from waking until it parks again
         while True:
             if not len(self.batch) and not self.waiting:
@@ -113,7 +148,7 @@ class Replica:
                 self._preempt(env.now)
             if not len(self.batch):
                 continue  # everything waiting was rejected
-            plan = self.c.planner.plan(self.batch)
+            plan = self.planner.plan(self.batch)
             if self.draft_gpus is None:
                 if held is None:
                     held = self.gpus.request()
@@ -132,7 +167,7 @@ class Replica:
             self._account(plan)
             self._apply(plan, env.now)
 
-    def _account(self, plan) -> None:
+    def _account(self, plan: StepPlan) -> None:
         self.num_steps += 1
         busy = self.busy_s
         if self.draft_gpus is None:
@@ -144,20 +179,18 @@ class Replica:
         busy["tp_link"] += plan.comm_s
         self.step_ema += 0.05 * (plan.draft_s + plan.verify_s + plan.transfer_s - self.step_ema)
 
-    def _apply(self, plan, now: float) -> None:
+    def _apply(self, plan: StepPlan, now: float) -> None:
         b = self.batch
         emitted = plan.emitted
         if plan.num_decoding == len(b):  # the common case: everyone decoding, no masks
             b.grow(emitted, plan.num_emitted)
         else:
             for rid in b.rid[plan.is_prefill].tolist():
-                rec = self.c.records[rid]
-                if np.isnan(rec.first_token_s):
-                    rec.first_token_s = now
+                self.ledger.first_token(rid, now)
             b.finish_prefill(plan.is_prefill, emitted, self.num_steps)
         total = plan.num_emitted
         self.outstanding_tokens -= total
-        self.c.tokens_emitted += total
+        self.ledger.tokens_emitted += total
         if plan.num_decoding:
             tau = (total - (len(b) - plan.num_decoding)) / plan.num_decoding  # prefills emit 1 each
             self.tau_ema += 0.05 * (tau - self.tau_ema)
@@ -165,7 +198,7 @@ class Replica:
             done = b.left <= 0
             for i in np.flatnonzero(done).tolist():
                 row = b.row(i)
-                self.c.records[row["rid"]].leave_batch(row, self.num_steps)
-                self.c.finish(row["rid"], now)
+                self.ledger.records[row["rid"]].leave_batch(row, self.num_steps)
+                self.ledger.finish(row["rid"], now)
                 del self.requests[row["rid"]]
             b.keep(~done)

@@ -1,10 +1,13 @@
 """Scenarios: TOML files validated at load, with errors that name the bad field.
 
 A scenario covers cluster, models, deployment, workload, acceptance, policies, SLO, duration
-and seed. Pydantic checks each field; ``check`` then does what needs several fields at once
+and seed. Pydantic checks each field; ``build`` then does what needs several fields at once
 (a TP degree that divides a node, enough GPUs, weights that fit, policy options that
 construct). Every failure is a ``ScenarioError`` whose one-line message starts with the dotted
 field name, e.g. ``workload.rate: must be > 0``.
+
+This module is the schema and the field-by-field pass; ``build`` adds the cross-field pass
+and resolves presets into the objects a run needs (``build.parse_scenario`` runs both).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Cluster(Strict):
+class ClusterSpec(Strict):
     gpu: str = "H100-SXM"
     num_nodes: int = Field(1, ge=1)
     gpus_per_node: int = Field(8, ge=1)
@@ -54,7 +57,7 @@ class Cluster(Strict):
     _links = field_validator("intra_link", "inter_link")(_preset(LINKS, "link preset"))
 
 
-class Models(Strict):
+class ModelsSpec(Strict):
     pair: str | None = None
     target: str | None = None
     draft: str | None = None
@@ -63,7 +66,7 @@ class Models(Strict):
     _models = field_validator("target", "draft")(lambda v: v if v is None else _preset(MODELS, "model preset")(v))
 
     @model_validator(mode="after")
-    def _resolve(self) -> Models:
+    def _resolve(self) -> ModelsSpec:
         if self.pair is not None:
             self.target = self.target or PAIRS[self.pair].target
             self.draft = self.draft or PAIRS[self.pair].draft
@@ -72,7 +75,7 @@ class Models(Strict):
         return self
 
 
-class Deployment(Strict):
+class DeploymentSpec(Strict):
     num_replicas: int = Field(1, ge=1)
     tp: int = Field(1, ge=1)
     draft_placement: Literal["same", "apart"] = "same"
@@ -84,7 +87,7 @@ class Deployment(Strict):
     forward_overhead_s: float | None = Field(None, ge=0)  # None: the GPU preset's
 
 
-class Length(Strict):
+class LengthSpec(Strict):
     dist: Literal["fixed", "uniform", "lognormal"] = "fixed"
     value: int = Field(128, ge=1)
     low: int = Field(1, ge=1)
@@ -94,13 +97,13 @@ class Length(Strict):
     max: int = Field(32768, ge=1)
 
     @model_validator(mode="after")
-    def _range(self) -> Length:
+    def _range(self) -> LengthSpec:
         if self.dist == "uniform" and self.low > self.high:
             raise ValueError(f"low {self.low} > high {self.high}")
         return self
 
 
-class Workload(Strict):
+class WorkloadSpec(Strict):
     arrival: Literal["poisson", "gamma", "onoff", "trace"] = "poisson"
     rate: float = 1.0  # requests/s (onoff: while on)
     cv: float = 1.0  # gamma: coefficient of variation of the gaps
@@ -108,8 +111,8 @@ class Workload(Strict):
     off_s: float = Field(1.0, ge=0)
     trace: str | None = None
     domains: dict[str, float] = {}  # domain -> weight of the arrival mix
-    prompt: Length = Length()
-    output: Length = Length()
+    prompt: LengthSpec = LengthSpec()
+    output: LengthSpec = LengthSpec()
 
     _pos = field_validator("rate", "cv", "on_s")(_positive)
 
@@ -122,7 +125,7 @@ class Workload(Strict):
         return value
 
 
-class CalibrationCfg(Strict):
+class SyntheticDraftSpec(Strict):
     confidence_mean: float | None = Field(None, gt=0, le=1)
     confidence_concentration: float | None = Field(None, ge=0)
     tail_ratio: float | None = Field(None, ge=0, lt=1)
@@ -130,14 +133,14 @@ class CalibrationCfg(Strict):
     gamma: float | None = Field(None, gt=0)
 
 
-class Acceptance(Strict):
+class AcceptanceSpec(Strict):
     mode: Literal["exact", "tabulated"] = "exact"
     num_samples: int = Field(1024, ge=16)  # tabulated: exact samples per (domain, budget)
-    calibration: CalibrationCfg = CalibrationCfg()
-    domains: dict[str, CalibrationCfg] = {}
+    draft: SyntheticDraftSpec = SyntheticDraftSpec()  # the synthetic draft's behaviour
+    domains: dict[str, SyntheticDraftSpec] = {}
 
 
-class Policies(Strict):
+class PoliciesSpec(Strict):
     tree: str = "dynamic"
     tree_options: dict[str, Any] = {}
     tree_budget: int = Field(16, ge=0)  # nodes per request per step
@@ -155,7 +158,7 @@ class Policies(Strict):
         return value
 
 
-class Slo(Strict):
+class SloSpec(Strict):
     ttft_s: float = Field(1.0, gt=0)
     tpot_s: float = Field(0.1, gt=0)
     e2e_s: float | None = Field(None, gt=0)
@@ -166,13 +169,13 @@ class Scenario(Strict):
     seed: int = 0
     duration_s: float = 60.0  # arrivals stop here
     horizon_s: float | None = None  # the run stops here; None: when every request is done
-    cluster: Cluster = Cluster()
-    models: Models = Models(pair="demo")
-    deployment: Deployment = Deployment()
-    workload: Workload = Workload()
-    acceptance: Acceptance = Acceptance()
-    policies: Policies = Policies()
-    slo: Slo = Slo()
+    cluster: ClusterSpec = ClusterSpec()
+    models: ModelsSpec = ModelsSpec(pair="demo")
+    deployment: DeploymentSpec = DeploymentSpec()
+    workload: WorkloadSpec = WorkloadSpec()
+    acceptance: AcceptanceSpec = AcceptanceSpec()
+    policies: PoliciesSpec = PoliciesSpec()
+    slo: SloSpec = SloSpec()
 
     _dur = field_validator("duration_s")(_positive)
 
@@ -186,35 +189,33 @@ def _one_line(err: ValidationError) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def parse_scenario(data: dict, base_dir: Path | None = None) -> Scenario:
+def validate_fields(data: dict, base_dir: Path | None = None) -> Scenario:
+    """Field-by-field validation (pydantic); a relative trace path is taken from ``base_dir``.
+    The cross-field checks need resolved objects and live in ``build``."""
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(_one_line(exc)) from None
     if scenario.workload.trace and base_dir is not None and not Path(scenario.workload.trace).is_absolute():
         scenario.workload.trace = str(base_dir / scenario.workload.trace)
-    from specgrove.sim.build import check  # cross-field checks need the cost model
-
-    check(scenario)
     return scenario
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def read_scenario_file(path: str | Path) -> dict:
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
-    return parse_scenario(data, path.parent)
 
 
 OPEN_TABLES = ("tree_options", "scheduler_options", "domains")  # free-form keys allowed
 
 
-def with_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
-    """A copy with dotted fields replaced (``{"workload.rate": 4}``), validated again."""
+def overridden(scenario: Scenario, overrides: dict[str, Any]) -> dict:
+    """The scenario's data with dotted fields replaced (``{"workload.rate": 4}``)."""
     data = scenario.model_dump()
     # Options belong to one policy: switching policy without new options drops the old ones.
     for policy, options in (("policies.tree", "policies.tree_options"), ("policies.scheduler", "policies.scheduler_options")):
@@ -230,4 +231,4 @@ def with_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:
         if leaf not in node and not (parents and parents[-1] in OPEN_TABLES):
             raise ScenarioError(f"{dotted}: no such field")
         node[leaf] = value
-    return parse_scenario(data)
+    return data

@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from specgrove.sim.scenario import Scenario, ScenarioError, with_overrides
+from specgrove.sim.build import resolve_variant
+from specgrove.sim.scenario import Scenario, ScenarioError
 
 
 def parse_value(text: str) -> Any:
@@ -34,12 +35,12 @@ def parse_vary(specs: Sequence[str]) -> dict[str, list]:
     return vary
 
 
-def combinations(base: Scenario, vary: dict[str, list]) -> list[dict[str, Any]]:
+def combinations(base: Scenario, vary: dict[str, list]) -> list[tuple[dict[str, Any], Scenario, Any]]:
+    """Every combination as (overrides, scenario, built): validated and built once each, so a
+    bad variant fails before any process starts."""
     keys = list(vary)
     out = [dict(zip(keys, values)) for values in itertools.product(*(vary[k] for k in keys))]
-    for overrides in out:
-        with_overrides(base, overrides)  # fail fast, before any process starts
-    return out
+    return [(overrides, *resolve_variant(base, overrides)) for overrides in out]
 
 
 def run_parallel(fn: Callable, jobs: list, processes: int | None, progress: bool) -> list:

@@ -7,7 +7,6 @@ in, so a seed fixes the whole stream.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -15,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from specgrove.jsonl import read_jsonl
 
-class TraceError(ValueError):
+
+class ArrivalTraceError(ValueError):
     """A bad trace line; the message names the file, line and field."""
 
 
@@ -85,35 +86,21 @@ TRACE_FIELDS = {"arrival_s": float, "prompt_tokens": int, "output_tokens": int}
 
 def load_trace(path: str | Path) -> list[Arrival]:
     """Read JSON lines ``{"arrival_s", "prompt_tokens", "output_tokens"[, "domain"]}``."""
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read trace: {exc.strerror}") from None
     out: list[Arrival] = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TraceError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise TraceError(f"{where}: expected a JSON object")
+    for where, row in read_jsonl(path, "trace", ArrivalTraceError):
         for name, kind in TRACE_FIELDS.items():
             if name not in row:
-                raise TraceError(f"{where}: missing field {name!r}")
+                raise ArrivalTraceError(f"{where}: missing field {name!r}")
             value = row[name]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
-                raise TraceError(f"{where}: field {name!r} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+                raise ArrivalTraceError(f"{where}: field {name!r} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
         if row["arrival_s"] < 0 or row["prompt_tokens"] < 1 or row["output_tokens"] < 1:
-            raise TraceError(f"{where}: arrival_s must be >= 0 and token counts >= 1")
+            raise ArrivalTraceError(f"{where}: arrival_s must be >= 0 and token counts >= 1")
         if out and row["arrival_s"] < out[-1].arrival_s:
-            raise TraceError(f"{where}: arrival_s {row['arrival_s']} goes back in time (previous {out[-1].arrival_s})")
+            raise ArrivalTraceError(f"{where}: arrival_s {row['arrival_s']} goes back in time (previous {out[-1].arrival_s})")
         out.append(Arrival(float(row["arrival_s"]), int(row["prompt_tokens"]), int(row["output_tokens"]), str(row.get("domain", "default"))))
     if not out:
-        raise TraceError(f"{path}: trace has no requests")
+        raise ArrivalTraceError(f"{path}: trace has no requests")
     return out
 
 

@@ -4,8 +4,7 @@ import numpy as np
 import torch
 from scipy.stats import chisquare
 
-from specgrove.executor.engine import EngineConfig
-from specgrove.executor.loading import build_engine
+from specgrove.executor.engine import EngineConfig, build_engine
 from specgrove.executor.sampling import SamplingParams
 
 

@@ -1,8 +1,11 @@
 """``specgrove bench`` writes its three reports; bad prompt files are one-line errors."""
 
+import pytest
+
+pytest.importorskip("torch", reason="the executor tests need torch (the 'executor' extra)")
+
 import json
 
-import pytest
 from saved_pair import make_pair
 
 from specgrove.cli import main

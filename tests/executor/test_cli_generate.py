@@ -1,8 +1,11 @@
 """``specgrove generate`` end to end on a saved tiny pair, and its one-line errors."""
 
+import pytest
+
+pytest.importorskip("torch", reason="the executor tests need torch (the 'executor' extra)")
+
 import json
 
-import pytest
 from saved_pair import make_pair
 
 from specgrove.cli import main
@@ -27,7 +30,7 @@ def test_generate_json_and_trace(paths, capsys, tmp_path):
     assert set(out["stats"]) >= {"steps", "tau", "tokens_per_s", "draft_ms", "verify_ms"}
     lines = [json.loads(line) for line in trace.read_text().splitlines()]
     assert lines and set(lines[0]) >= {"request_id", "step", "tree_size", "depth", "accepted_len", "draft_ms",
-                                       "verify_ms", "batch_size", "tokens_in_forward", "context_len"}
+                                       "verify_ms", "batch_size", "tokens_in_forward", "context_tokens"}
     assert sum(r["emitted"] for r in lines) == 11  # the first token comes from the prefill
 
 

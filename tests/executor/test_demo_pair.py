@@ -1,15 +1,18 @@
 """The embedded demo pair: loads offline, decodes losslessly, samples the target's law."""
 
+import pytest
+
+pytest.importorskip("torch", reason="the executor tests need torch (the 'executor' extra)")
+
 import json
 
-import pytest
 import torch
 from greedy_check import assert_same_greedy
 from sampling_check import exact_second_token, p_value, sample_engine
 
-from specgrove.executor.engine import EngineConfig
-from specgrove.executor.loading import DEMO_DIR, build_engine, load_pair
-from specgrove.executor.session import METHOD_OPTIONS
+from specgrove.executor.engine import EngineConfig, build_engine
+from specgrove.executor.loading import DEMO_DIR, load_pair
+from specgrove.executor.methods import METHOD_OPTIONS
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,11 @@ verification, so its law (marginalised over the first) is the real test. A broke
 (no renormalisation after rejection) must fail the same check.
 """
 
-import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="the executor tests need torch (the 'executor' extra)")
+
+import numpy as np
 from sampling_check import exact_second_token, p_value, sample_engine
 from tiny_models import perturbed_copy, tiny
 

@@ -1,6 +1,10 @@
 """The lean runtime must match transformers' own forward on the same weights, including
 tree attention (each node sees exactly its path) and KV compaction."""
 
+import pytest
+
+pytest.importorskip("torch", reason="the executor tests need torch (the 'executor' extra)")
+
 import numpy as np
 import torch
 from tiny_models import VOCAB, tiny

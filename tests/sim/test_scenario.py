@@ -9,9 +9,10 @@ from sim_scenarios import small
 
 from specgrove import registry
 from specgrove.cli import main
-from specgrove.sim.scenario import ScenarioError, load_scenario, parse_scenario
+from specgrove.sim.build import load_scenario, parse_scenario
+from specgrove.sim.scenario import ScenarioError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def error_for(**overrides) -> str:
@@ -77,7 +78,7 @@ def test_cli_bad_scenario_exits_2_with_one_line(tmp_path, capsys):
     assert main(["sweep", str(bad), "--vary", "workload.rate=1,2"]) == 2
 
 
-# Not ``-m specgrove.cli``: that runs cli.py as __main__, a second copy of UsageError.
+# The CLI in a fresh interpreter, as a user runs it.
 CLI = [sys.executable, "-c", "import sys; from specgrove.cli import main; sys.exit(main())"]
 
 

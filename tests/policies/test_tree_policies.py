@@ -11,7 +11,7 @@ from specgrove.policies import grow_batch, grow_tree
 from specgrove.policies.dynamic import expected_tokens
 from specgrove.policies.sequoia import sequoia_shape
 from specgrove.policies.shape import widths_shape
-from specgrove.synthetic import MarkovPair
+from specgrove.policies.synthetic import MarkovPair
 from specgrove.tree import children, depths
 
 PAIR = MarkovPair.random(vocab=32, seed=3, agreement=0.6)
@@ -64,7 +64,7 @@ def test_dynamic_budget_and_depth(budget, depth, topk, root):
     assert_top_k_children(t, root)
     # Kept nodes are the best by cumulative probability among all candidates grown.
     policy = registry.create("tree", "dynamic", topk=topk, frontier=3, max_depth=depth)
-    candidates = grow_batch([policy.grow(budget)], lambda es: [PAIR.drafter(root)(e) for e in es])[0]
+    candidates = grow_batch([policy.grow(budget)], lambda _, es: [PAIR.drafter(root)(e) for e in es])[0]
     if len(t):
         worst_kept = t.cum_probs.min()
         assert np.sum(candidates.cum_probs > worst_kept + 1e-12) <= len(t)
@@ -80,7 +80,7 @@ def test_dynamic_expands_most_probable_frontier():
     table /= table.sum(1, keepdims=True)
     pair = MarkovPair(table, table)
     policy = registry.create("tree", "dynamic", topk=3, frontier=2, max_depth=2)
-    cand = grow_batch([policy.grow(99)], lambda es: [pair.drafter(0)(e) for e in es])[0]
+    cand = grow_batch([policy.grow(99)], lambda _, es: [pair.drafter(0)(e) for e in es])[0]
     # Depth 2 expands only the two best depth-1 nodes (tokens 1 and 2), 3 children each.
     expanded = {int(cand.tokens[p]) for p in cand.parents if p >= 0}
     assert expanded == {1, 2}
@@ -151,7 +151,7 @@ def test_widths_shape():
 def test_dynamic_cost_picks_the_best_ratio():
     cost = AffineCostModel(target_base_s=1e-3, target_per_token_s=2e-4, draft_base_s=2e-4, draft_per_token_s=0)
     policy = registry.create("tree", "dynamic-cost", cost_model=cost, topk=4, frontier=4, max_depth=5)
-    cand = grow_batch([policy.grow(64)], lambda es: [PAIR.drafter(0)(e) for e in es])[0]
+    cand = grow_batch([policy.grow(64)], lambda _, es: [PAIR.drafter(0)(e) for e in es])[0]
     b = policy.best_budget(cand, 64)
     cum = np.sort(cand.cum_probs)[::-1]
     draft_s = cand.depth * cost.draft_step_s(1, 4, 0)
@@ -196,45 +196,33 @@ def test_grow_batch_equals_one_by_one():
     names = ["ar", "chain", "static", "sequoia", "dynamic"]
     roots = [0, 5, 9, 17, 31]
     policies = [registry.create("tree", n) for n in names]
-    root_of = {}  # id(Expansion) -> the root token of the request that asked
     rounds = []
 
-    def batched(exps):
+    def batched(ids, exps):
         rounds.append(len(exps))
-        return [PAIR.drafter(root_of[id(e)])(e) for e in exps]
+        return [PAIR.drafter(roots[i])(e) for i, e in zip(ids, exps)]
 
-    together = grow_batch([_tag(p.grow(16), r, root_of) for p, r in zip(policies, roots)], batched)
+    together = grow_batch([p.grow(16) for p in policies], batched)
     for policy, r, cand in zip(policies, roots, together):
-        single = grow_batch([policy.grow(16)], lambda es, r=r: [PAIR.drafter(r)(e) for e in es])[0]
+        single = grow_batch([policy.grow(16)], lambda _, es, r=r: [PAIR.drafter(r)(e) for e in es])[0]
         assert cand == single
     # Every speculating request is answered in the first shared round.
     assert rounds[0] == len(names) - 1
 
 
-def _tag(gen, root, table):
-    """Wrap a growth coroutine so each Expansion it yields remembers its request's root."""
-    try:
-        exp = next(gen)
-        while True:
-            table[id(exp)] = root
-            answer = yield exp
-            exp = gen.send(answer)
-    except StopIteration as stop:
-        return stop.value
 
+def test_confidence_map_maps_confidence_to_acceptance():
+    from specgrove.policies.confidence import ConfidenceMap
 
-def test_calibration_maps_confidence_to_acceptance():
-    from specgrove.policies.calibration import Calibration
-
-    cal = Calibration((0.0, 0.2, 0.5, 1.0), (0.1, 0.6, 0.95))
+    cal = ConfidenceMap((0.0, 0.2, 0.5, 1.0), (0.1, 0.6, 0.95))
     np.testing.assert_allclose(cal(np.array([0.0, 0.19, 0.2, 0.49, 0.5, 1.0])), [0.1, 0.1, 0.6, 0.6, 0.95, 0.95])
     with pytest.raises(ValueError):
-        Calibration((0.0, 0.5), (0.1, 0.2))
+        ConfidenceMap((0.0, 0.5), (0.1, 0.2))
     with pytest.raises(ValueError):
-        Calibration((0.0, 1.0), (1.5,))
+        ConfidenceMap((0.0, 1.0), (1.5,))
 
 
-def test_calibrated_dynamic_prefers_confident_depth():
+def test_confidence_mapped_dynamic_prefers_confident_depth():
     # An under-confident draft: its top token has probability 0.26 but is (say) accepted 90%
     # of the time, the runner-up 0.22 and accepted rarely. Raw scores favour wide shallow
     # trees; calibrated scores favour the deep chain of top tokens.
@@ -246,6 +234,6 @@ def test_calibrated_dynamic_prefers_confident_depth():
     pair = MarkovPair(table, table)
     calib = {"edges": [0.0, 0.1, 0.24, 1.0], "acceptance": [0.02, 0.05, 0.9]}  # top is 0.26, next 0.22
     raw = grow_tree(registry.create("tree", "dynamic", topk=2, frontier=2, max_depth=6), pair.drafter(0), 6)
-    cal = grow_tree(registry.create("tree", "dynamic", topk=2, frontier=2, max_depth=6, calibration=calib),
+    cal = grow_tree(registry.create("tree", "dynamic", topk=2, frontier=2, max_depth=6, confidence=calib),
                     pair.drafter(0), 6)
     assert cal.depth == 6 > raw.depth

@@ -29,7 +29,7 @@ import pytest
 
 from specgrove.cost import AffineCostModel
 from specgrove.sim.api import run_scenario
-from specgrove.sim.scenario import parse_scenario
+from specgrove.sim.build import parse_scenario
 
 COST = AffineCostModel(target_base_s=0.010, target_per_token_s=0.001, draft_base_s=0.002, draft_per_token_s=0.0005)
 
@@ -47,7 +47,7 @@ def golden_scenario(tmp_path):
         "models": {"pair": "demo"},
         "deployment": {"num_replicas": 1, "tp": 1, "max_batch": 1},
         "workload": {"arrival": "trace", "trace": str(trace)},
-        "acceptance": {"mode": "exact", "calibration": {"confidence_mean": 1.0, "confidence_concentration": 0.0}},
+        "acceptance": {"mode": "exact", "draft": {"confidence_mean": 1.0, "confidence_concentration": 0.0}},
         "policies": {"tree": "chain", "tree_options": {"length": 4}, "tree_budget": 4},
     })
 

@@ -15,7 +15,7 @@ import torch
 
 
 @dataclass
-class Sequence:
+class RequestState:
     request_id: int
     prompt: list[int]
     max_new_tokens: int
@@ -27,9 +27,6 @@ class Sequence:
     generator: torch.Generator | None = None
     is_finished: bool = False
     num_steps: int = 0
-    arrival_s: float = 0.0
-    first_token_s: float | None = None
-    finish_s: float | None = None
 
     @property
     def root(self) -> int:

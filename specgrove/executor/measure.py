@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from specgrove.cost import AffineCostModel
-from specgrove.executor.batch import ForwardBatch
+from specgrove.executor.forward_batch import ForwardBatch
 from specgrove.executor.runtime import LeanModel
 
 
@@ -78,7 +78,7 @@ def measure_rank_acceptance(target, draft, token_ids: list[int], num_ranks: int 
     return [round(float(h) / max(len(hit_rank), 1), 4) for h in hits]
 
 
-def measure_confidence_calibration(target, draft, token_ids: list[int], num_ranks: int = 3,
+def measure_confidence_map(target, draft, token_ids: list[int], num_ranks: int = 3,
                                    edges: tuple[float, ...] = (0, .05, .1, .2, .3, .4, .5, .6, .7, .8, .9, 1),
                                    min_count: int = 20) -> dict:
     """How often a draft proposal of rank r and probability q is the target's greedy token,
@@ -95,7 +95,7 @@ def measure_confidence_calibration(target, draft, token_ids: list[int], num_rank
         bins = np.clip(np.searchsorted(edges, q.ravel(), side="right") - 1, 0, nbins - 1)
         count = np.bincount(bins, minlength=nbins)
         hits = np.bincount(bins, weights=hit.ravel(), minlength=nbins)
-        # Sparse bins fall back to the identity (a calibrated draft); the rest is measured,
+        # Sparse bins fall back to the identity (acceptance = probability); the rest is measured,
         # and more confidence never means less acceptance.
         acc = np.maximum.accumulate(np.where(count >= min_count, hits / np.maximum(count, 1), mids))
         rows.append([round(float(a), 4) for a in acc])

@@ -74,3 +74,13 @@ class ForwardBatch:
             pairs = np.asarray(select, dtype=np.int64).reshape(-1, 2)
             kwargs["select"] = (as_t(pairs[:, 0] - self.first_row), as_t(pairs[:, 1].copy()))
         return kwargs
+
+
+def prompt_batch(seqs) -> ForwardBatch:
+    """A causal prefill of new requests' prompts (``RequestState``s holding consecutive rows)."""
+    first = min(s.row for s in seqs)
+    batch = ForwardBatch([len(s.prompt) for s in sorted(seqs, key=lambda s: s.row)], first_row=first)
+    for s in seqs:
+        n = len(s.prompt)
+        batch.add(s.row, 0, s.prompt, range(n), range(n), [range(j) for j in range(n)])
+    return batch

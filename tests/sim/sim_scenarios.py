@@ -1,6 +1,6 @@
 """Small scenarios shared by the simulator tests (fast on a 2-core machine)."""
 
-from specgrove.sim.scenario import parse_scenario
+from specgrove.sim.build import parse_scenario
 
 
 def small(**overrides) -> dict:

@@ -1,23 +1,22 @@
 """Mapping draft confidence to acceptance, for policies that rank nodes by it.
 
-EAGLE-2 ranks nodes by the draft's cumulative probability because, for a well-calibrated draft,
-that *is* the chance the path is accepted. Small distilled drafts are often not calibrated: a
-draft imitating a high-entropy target spreads its probability although its argmax usually
-agrees with the target's. A ``Calibration`` is the measured map from a proposal's draft
+EAGLE-2 ranks nodes by the draft's cumulative probability because, for a draft whose
+probabilities are its acceptance rates, that *is* the chance the path is accepted. Small
+distilled drafts are often under-confident: a draft imitating a high-entropy target spreads its
+probability although its argmax usually agrees with the target's. A ``ConfidenceMap`` is the measured map from a proposal's draft
 probability to its chance of acceptance (binned, piecewise constant), so a policy can rank by
 estimated acceptance instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 
 @dataclass(frozen=True)
-class Calibration:
+class ConfidenceMap:
     """``acceptance[r][b]``: acceptance of a rank-r proposal whose draft probability falls
     in bin b (``edges[b] <= q < edges[b+1]``); the last row serves every later rank too.
 
@@ -35,13 +34,13 @@ class Calibration:
             object.__setattr__(self, "acceptance", (tuple(self.acceptance),))
         if acc.ndim != 2 or len(edges) != acc.shape[1] + 1 or edges[0] != 0.0 or edges[-1] != 1.0 \
                 or np.any(np.diff(edges) <= 0):
-            raise ValueError("calibration edges must increase from 0 to 1, one more than the bins")
+            raise ValueError("confidence map edges must increase from 0 to 1, one more than the bins")
         if np.any((acc < 0) | (acc > 1)):
-            raise ValueError("calibration values must be probabilities")
+            raise ValueError("confidence map values must be probabilities")
         object.__setattr__(self, "_table", acc)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Calibration:
+    def from_dict(cls, data: dict) -> ConfidenceMap:
         acc = data["acceptance"]
         rows = [acc] if acc and not isinstance(acc[0], (list, tuple)) else acc
         return cls(tuple(float(x) for x in data["edges"]), tuple(tuple(float(x) for x in r) for r in rows))
@@ -55,9 +54,9 @@ class Calibration:
         return table[np.broadcast_to(ranks, probs.shape), bins]
 
 
-def as_calibration(value: Calibration | dict | Sequence | None) -> Calibration | None:
-    if value is None or isinstance(value, Calibration):
+def as_confidence_map(value: ConfidenceMap | dict | None) -> ConfidenceMap | None:
+    if value is None or isinstance(value, ConfidenceMap):
         return value
     if isinstance(value, dict):
-        return Calibration.from_dict(value)
-    raise ValueError(f"calibration must be a Calibration or a dict with edges/acceptance, got {value!r}")
+        return ConfidenceMap.from_dict(value)
+    raise ValueError(f"a confidence map must be a ConfidenceMap or a dict with edges/acceptance, got {value!r}")

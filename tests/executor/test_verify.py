@@ -6,8 +6,11 @@ test with a fixed seed; a negative control with the residual left un-renormalise
 from p instead of norm(max(p - q, 0)) after a rejection) must fail the same test.
 """
 
-import numpy as np
 import pytest
+
+pytest.importorskip("torch", reason="the executor tests need torch (the 'executor' extra)")
+
+import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,9 +19,10 @@ from strategies import trees
 
 from specgrove import registry
 from specgrove.executor import verify
-from specgrove.executor.verify import verify_greedy, verify_sampling, warp_probs
+from specgrove.executor.sampling import warp_probs
+from specgrove.executor.verify import verify_greedy, verify_sampling
 from specgrove.policies import grow_tree
-from specgrove.synthetic import MarkovPair
+from specgrove.policies.synthetic import MarkovPair
 from specgrove.tree import Tree, path_to
 
 VOCAB = 5

@@ -1,9 +1,9 @@
 """The SimPy model of a serving cluster: arrivals, a router, and replicas stepping batches.
 
 An arrival process pulls requests from the workload, one timeout per arrival; the router
-(a registered policy) picks a replica from load snapshots; each replica runs its own step
-loop (see ``replica``). All randomness comes from children of one seeded Generator, one per
-concern, so adding a draw in one place does not reshuffle another.
+(a registered policy) picks a replica from the replicas' load reports; each replica runs its
+own step loop (see ``replica``). All randomness comes from children of one seeded Generator,
+one per concern, so adding a draw in one place does not reshuffle another.
 """
 
 from __future__ import annotations
@@ -12,48 +12,45 @@ import numpy as np
 import simpy
 
 from specgrove import registry
-from specgrove.policies.router import ReplicaLoad
 from specgrove.sim.acceptance import ExactAcceptance, TabulatedAcceptance
-from specgrove.sim.batch import RequestRecord
 from specgrove.sim.build import Built, make_router, make_scheduler, make_tree_policy
 from specgrove.sim.planner import Planner
-from specgrove.sim.replica import Replica
+from specgrove.sim.records import Ledger, RequestRecord
+from specgrove.sim.replica import Replica, ReplicaSetup
 from specgrove.sim.scenario import Scenario
 from specgrove.sim.workload import arrivals, mean_length
 from specgrove.types import Request
 
 
-class Cluster:
+class SimCluster:
     def __init__(self, scenario: Scenario, built: Built, seed: int) -> None:
         s = scenario
-        self.scenario, self.built, self.cost = s, built, built.cost
+        self.scenario, self.built = s, built
         self.env = simpy.Environment()
         arrival_rng, accept_rng, router_rng, table_rng = np.random.default_rng(seed).spawn(4)
         self.arrival_rng = arrival_rng
-        self.tree_budget = s.policies.tree_budget
-        self.max_batch = s.deployment.max_batch
-        self.kv_capacity = built.kv_capacity_tokens
-        self.domain_index = {d: i for i, d in enumerate(built.domains)}
 
         policy = make_tree_policy(s, built)
         budget_fn = registry.get("batch-budget", s.policies.batch_budget)
-        exact = ExactAcceptance(policy, budget_fn, built.calibrations, s.policies.tree_budget, s.policies.batch_node_budget)
+        exact = ExactAcceptance(policy, budget_fn, built.drafts, s.policies.tree_budget, s.policies.batch_node_budget)
         if s.acceptance.mode == "tabulated":
             typical_ctx = int(mean_length(s.workload.prompt) + mean_length(s.workload.output) / 2)
-            self.acceptance = TabulatedAcceptance(exact, table_rng, typical_ctx, s.acceptance.num_samples)
-            self.expected_tau = self.acceptance.mean_emitted()
+            acceptance = TabulatedAcceptance(exact, table_rng, typical_ctx, s.acceptance.num_samples)
+            expected_tau = acceptance.mean_emitted()
         else:
-            self.acceptance = exact
-            self.expected_tau = 1.0
+            acceptance, expected_tau = exact, 1.0
         uses_draft = s.policies.tree != "ar" and s.policies.tree_budget > 0
-        self.planner = Planner(self.acceptance, self.cost, accept_rng, uses_draft)
+        planner = Planner(acceptance, built.cost, accept_rng, uses_draft)
         self.router = make_router(s, router_rng)
-
-        self.records: dict[int, RequestRecord] = {}
+        setup = ReplicaSetup(
+            max_batch=s.deployment.max_batch, kv_capacity_tokens=built.kv_capacity_tokens,
+            tree_budget=s.policies.tree_budget, domain_index={d: i for i, d in enumerate(built.domains)},
+            expected_tau=expected_tau,
+            expected_step_s=built.cost.target_forward_s(1, s.policies.tree_budget + 1, 0),
+        )
+        self.ledger = Ledger()
         self.arrivals_done = False
-        self.tokens_emitted = 0
-        self.num_finished = 0
-        self.replicas = [Replica(self, p, make_scheduler(s)) for p in built.placements]
+        self.replicas = [Replica(self.env, p, make_scheduler(s), planner, setup, self.ledger) for p in built.placements]
         self.env.process(self._arrivals())
 
     def _arrivals(self):
@@ -64,27 +61,15 @@ class Cluster:
             yield env.timeout(a.arrival_s - env.now)
             deadline = a.arrival_s + (s.slo.e2e_s if s.slo.e2e_s is not None else s.slo.ttft_s)
             req = Request(rid, a.prompt_tokens, a.output_tokens, a.arrival_s, a.domain, deadline)
-            loads = [
-                ReplicaLoad(r.id, len(r.batch) + len(r.waiting), r.outstanding_tokens, r.tau_ema, r.step_ema)
-                for r in self.replicas
-            ]
-            chosen = self.router.route(req, loads)
-            self.records[rid] = RequestRecord(rid, chosen, req.domain, a.arrival_s, a.prompt_tokens, a.output_tokens)
+            chosen = self.router.route(req, [r.load() for r in self.replicas])
+            self.ledger.arrive(RequestRecord(rid, chosen, req.domain, a.arrival_s, a.prompt_tokens, a.output_tokens))
             self.replicas[chosen].submit(req)
         self.arrivals_done = True
 
     @property
     def is_drained(self) -> bool:
         """No arrival left and every replica parked on its wake event: nothing can happen."""
-        return self.arrivals_done and all(r.wake is not None for r in self.replicas)
-
-    def finish(self, request_id: int, now: float) -> None:
-        self.records[request_id].finish_s = now
-        self.num_finished += 1
-
-    def reject(self, req: Request, replica_id: int) -> None:
-        self.records[req.request_id].rejected = True
-        self.replicas[replica_id].outstanding_tokens -= req.remaining_tokens
+        return self.arrivals_done and all(r.is_parked for r in self.replicas)
 
     def utilisation(self, elapsed_s: float) -> dict:
         out = {}

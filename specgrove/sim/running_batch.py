@@ -1,11 +1,9 @@
 """A replica's running batch as columns of numpy arrays, so a step is a handful of array
 operations rather than a Python loop over requests (what makes an hour of a 16-GPU cluster
 cheap). Columns hold only what changes or is read every step; per-request statistics are
-folded into the ``RequestRecord`` when a request leaves the batch."""
+folded into the ``RequestRecord`` (``records``) when a request leaves the batch."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +19,7 @@ COLUMNS = (
 )
 
 
-class Batch:
+class RunningBatch:
     def __init__(self) -> None:
         for name in COLUMNS:
             setattr(self, name, np.zeros(0, dtype=np.int64))
@@ -68,32 +66,3 @@ class Batch:
 
     def row(self, i: int) -> dict:
         return {name: int(getattr(self, name)[i]) for name in COLUMNS}
-
-
-@dataclass
-class RequestRecord:
-    """Everything metrics need about one request, filled in as it moves through."""
-
-    request_id: int
-    replica: int
-    domain: str
-    arrival_s: float
-    prompt_tokens: int
-    output_tokens: int
-    admitted_s: float = float("nan")
-    first_token_s: float = float("nan")
-    finish_s: float = float("nan")
-    decode_steps: int = 0
-    decode_tokens: int = 0
-    preemptions: int = 0
-    rejected: bool = False
-
-    @property
-    def tau(self) -> float:
-        return self.decode_tokens / self.decode_steps if self.decode_steps else float("nan")
-
-    def leave_batch(self, row: dict, step: int) -> None:
-        """Fold a stint of decoding (until finish or preemption) into the totals."""
-        if row["prefill"] == 0:  # it did start decoding
-            self.decode_steps += step - row["start_step"]
-            self.decode_tokens += row["start_left"] - row["left"]

@@ -1,0 +1,54 @@
+"""One speculation step, the same in both worlds: grow the candidates, split the budget, select.
+
+The executor's engine calls ``speculate`` with a draft callback that runs the real draft model;
+the simulator's exact mode calls it with one that answers from synthetic distributions. Nothing
+else differs, so a policy decides the same way in simulation and for real (a test feeds both
+the same draft answers and compares the trees and budgets, step by step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from specgrove.policies.base import BatchDraftFn, DraftTopK, Expansion, TreePolicy, grow_batch
+from specgrove.tree import Tree
+
+# A batch-budget policy: (each request's candidate scores, the step's node total) -> shares.
+BudgetSplit = Callable[[Sequence[np.ndarray], int], list[int]]
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """What one step proposed for each request of the batch, in batch order."""
+
+    candidates: list[Tree]  # grown trees, before the budget cut
+    budgets: list[int]  # nodes each request may keep, from the batch-budget policy
+    trees: list[Tree]  # the selected trees the target verifies
+    round_widths: list[int]  # expanded nodes in each draft round (one draft forward each)
+
+    @property
+    def num_rounds(self) -> int:
+        return len(self.round_widths)
+
+
+def speculate(policy: TreePolicy, split: BudgetSplit, grow_budget: int, total_budget: int,
+              context_tokens: Sequence[int], draft: BatchDraftFn) -> Speculation:
+    """One step for a batch of ``len(context_tokens)`` decoding requests.
+
+    ``grow_budget``: each request's growth budget; ``total_budget``: the step's node total that
+    ``split`` shares out; ``context_tokens[i]``: request i's cached tokens (cost-aware
+    selection weighs them).
+    """
+    widths: list[int] = []
+
+    def counted(ids: list[int], expansions: list[Expansion]) -> list[DraftTopK]:
+        widths.append(sum(len(e.nodes) for e in expansions))
+        return draft(ids, expansions)
+
+    candidates = grow_batch([policy.grow(grow_budget) for _ in context_tokens], counted)
+    budgets = [int(b) for b in split([c.cum_probs for c in candidates], total_budget)]
+    trees = [policy.select(c, b, int(ctx)) for c, b, ctx in zip(candidates, budgets, context_tokens)]
+    return Speculation(candidates, budgets, trees, widths)
