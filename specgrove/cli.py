@@ -27,6 +27,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sim": ("specgrove.commands.sim", "simulate a serving scenario (TOML) and write its metrics"),
     "sweep": ("specgrove.commands.sweep", "simulate variants of a scenario in parallel; table and plot"),
+    "serve": ("specgrove.commands.serve", "serve the engine over an OpenAI-compatible HTTP API"),
+    "load": ("specgrove.commands.load", "replay a timed workload against a server, open loop; CSV and summary"),
 }
 
 

@@ -56,10 +56,11 @@ class TraceWriter:
     """Collects step records; with a path, also appends them as JSON lines as they come.
 
     ``labels`` (method, max_batch, repeat) are stamped on every record; change them between
-    runs that share one file."""
+    runs that share one file. ``keep=False`` (a long-running server) writes without keeping."""
 
-    def __init__(self, path: str | Path | None, **labels) -> None:
+    def __init__(self, path: str | Path | None, keep: bool = True, **labels) -> None:
         self.path = Path(path) if path else None
+        self.keep = keep
         self.labels = labels
         self.records: list[StepRecord] = []
         self._file = None
@@ -77,9 +78,11 @@ class TraceWriter:
     def record(self, rec: StepRecord) -> None:
         if self.labels:
             rec = dataclasses.replace(rec, **self.labels)
-        self.records.append(rec)
+        if self.keep:
+            self.records.append(rec)
         if self._file is not None:
             self._file.write(json.dumps(rec.to_json_dict()) + "\n")
+            self._file.flush()
 
 
 def parse_record(item: dict, where: str = "record") -> StepRecord:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+import torch
+
 from specgrove.executor.forward_batch import ForwardBatch, prompt_batch
 from specgrove.executor.request_state import RequestState
 from specgrove.executor.runtime import LeanModel
@@ -31,8 +34,8 @@ class Growth:
 
 
 class DraftWorker:
-    def __init__(self, model: LeanModel, sampling: SamplingParams) -> None:
-        self.model, self.sampling = model, sampling
+    def __init__(self, model: LeanModel) -> None:
+        self.model = model
 
     def prefill(self, seqs: list[RequestState]) -> None:
         """Cache the prompts of new requests, which hold consecutive rows (the first generated
@@ -85,15 +88,27 @@ class DraftWorker:
             outputs.append((s.row, list(range(first, first + len(nodes)))))
         select = [(r, c) for r, cols in outputs for c in cols]
         logits = self.model.forward(**batch.build(self.model.device, select=select))
-        k_max = max(e.k for e in expansions)
-        probs = self.sampling.probs(logits)
-        top_p, top_i = probs.topk(min(k_max, probs.shape[-1]), dim=-1)
-        top_p, top_i = top_p.cpu().numpy(), top_i.cpu().numpy()
+        k_max = min(max(e.k for e in expansions), logits.shape[-1])
+        top_p, top_i = self._top_k([every[i].seq.sampling for i in ids], [len(cs) for _, cs in outputs], logits, k_max)
         answers, at = [], 0
         for (_, cs), exp in zip(outputs, expansions):
             answers.append(DraftTopK(top_i[at : at + len(cs), : exp.k], top_p[at : at + len(cs), : exp.k]))
             at += len(cs)
         return answers
+
+    @staticmethod
+    def _top_k(params: list[SamplingParams], counts: list[int], logits, k: int):
+        """Top-k of each row's distribution, warped as its request samples (the draft must
+        propose from the distribution verification assumes); one call per distinct setting."""
+        rows = np.repeat(np.arange(len(params)), counts)
+        top_p = np.empty((len(rows), k))
+        top_i = np.empty((len(rows), k), dtype=np.int64)
+        for setting in dict.fromkeys(params):
+            mine = np.flatnonzero(np.isin(rows, [j for j, p in enumerate(params) if p == setting]))
+            part = logits if len(mine) == len(rows) else logits[torch.from_numpy(mine).to(logits.device)]
+            p, i = setting.probs(part).topk(k, dim=-1)
+            top_p[mine], top_i[mine] = p.cpu().numpy(), i.cpu().numpy()
+        return top_p, top_i
 
     def commit(self, state: Growth, candidates: Tree, emitted: list[int], num_accepted: int,
                moves: list[tuple[int, int, int]]) -> None:

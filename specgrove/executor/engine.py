@@ -1,6 +1,6 @@
 """The decoding loop: admit, speculate, verify the trees in one forward, accept, compact, stream.
 
-    step():  admit new requests (prefill)
+    step():  admit new requests in the scheduler policy's order (prefill)
              speculation = speculate(tree policy, batch-budget policy, draft rounds)
                            -- the step the simulator runs too: grow, split, select
              verdicts    = target.accept(target.verify(trees))   one target forward
@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,9 +33,10 @@ class EngineConfig:
     budget: int = 16  # tree nodes per request per step (the batch total is budget * batch)
     batch_budget: str = "uniform"
     max_batch: int = 16
-    sampling: SamplingParams = field(default_factory=SamplingParams)
+    sampling: SamplingParams = field(default_factory=SamplingParams)  # requests' default
     seed: int = 0
     eos_token_id: int | None = None
+    scheduler: str = "fcfs"  # a registered scheduler policy: who is admitted first
 
 
 def _sync(device: torch.device) -> None:
@@ -51,12 +51,13 @@ class SpecEngine:
             raise ValueError(f"target vocabulary ({target.vocab_size}) != draft vocabulary ({draft.vocab_size})")
         self.config, self.policy = config, policy
         self.split = registry.get("batch-budget", config.batch_budget)
-        self.target = TargetWorker(target, config.sampling)
-        self.draft = DraftWorker(draft, config.sampling)
+        self.scheduler = registry.create("scheduler", config.scheduler)
+        self.target = TargetWorker(target)
+        self.draft = DraftWorker(draft)
         # Positions must stay inside both models' context; cache slots have extra headroom for
         # the tree nodes of a step (slots are not positions, see runtime.kv).
         self.max_positions = min(target.max_positions, draft.max_positions)
-        self.waiting: deque[RequestState] = deque()
+        self.waiting: list[RequestState] = []
         self.active: list[RequestState] = []
         self.finished: dict[int, RequestState] = {}
         self.on_step = on_step
@@ -64,7 +65,12 @@ class SpecEngine:
         self._next_id = 0
 
     # ---- requests -----------------------------------------------------------------------
-    def add_request(self, prompt: list[int], max_new_tokens: int) -> int:
+    def add_request(self, prompt: list[int], max_new_tokens: int, sampling: SamplingParams | None = None,
+                    seed: int | None = None, deadline_s: float | None = None, ignore_eos: bool = False) -> int:
+        """Queue a request; ``sampling`` defaults to the config's, ``seed`` (sampling) to one
+        derived from the config's seed and the request id; ``deadline_s`` is absolute
+        (``time.perf_counter()`` seconds), for deadline-aware schedulers; ``ignore_eos``
+        generates ``max_new_tokens`` whatever comes."""
         if not prompt:
             raise ValueError("the prompt is empty")
         if max_new_tokens < 1:
@@ -76,29 +82,54 @@ class SpecEngine:
             )
         rid = self._next_id
         self._next_id += 1
+        sampling = sampling or self.config.sampling
         gen = None
-        if not self.config.sampling.is_greedy:
+        if not sampling.is_greedy:
             # One generator per request: its tokens do not depend on who shares the batch.
-            gen = torch.Generator(device=self.target.model.device).manual_seed(self.config.seed * 1_000_003 + rid)
-        self.waiting.append(RequestState(rid, list(prompt), max_new_tokens, generator=gen))
+            gen = torch.Generator(device=self.target.model.device)
+            gen.manual_seed(self.config.seed * 1_000_003 + rid if seed is None else seed)
+        self.waiting.append(RequestState(rid, list(prompt), max_new_tokens, sampling, gen, deadline_s, ignore_eos,
+                                         arrival_s=time.perf_counter()))
         return rid
+
+    def cancel(self, request_id: int) -> bool:
+        """Stop a request between steps (its cache row is freed at the next step); returns
+        whether it was still waiting or running."""
+        for i, seq in enumerate(self.waiting):
+            if seq.request_id == request_id:
+                del self.waiting[i]
+                seq.is_finished = seq.is_cancelled = True
+                seq.finish_s = time.perf_counter()
+                self.finished[request_id] = seq
+                return True
+        for seq in self.active:
+            if seq.request_id == request_id and not seq.is_finished:
+                seq.is_finished = seq.is_cancelled = True
+                return True
+        return False
 
     @property
     def has_work(self) -> bool:
         return bool(self.waiting or self.active)
 
     def _admit(self) -> list[tuple[int, list[int]]]:
-        new = []
-        while self.waiting and len(self.active) + len(new) < self.config.max_batch:
-            seq = self.waiting.popleft()
-            seq.row = len(self.active) + len(new)
-            new.append(seq)
-        if not new:
+        free = self.config.max_batch - len(self.active)
+        if not self.waiting or free <= 0:
             return []
+        now = time.perf_counter()
+        order = self.scheduler.order([s.snapshot() for s in self.waiting], now)[:free]
+        new = [self.waiting[i] for i in order]
+        taken = set(order)
+        self.waiting = [s for i, s in enumerate(self.waiting) if i not in taken]
+        for j, seq in enumerate(new):
+            seq.row = len(self.active) + j
+            seq.admitted_s = now
         first_tokens = self.target.prefill(new)
         self.draft.prefill(new)
         out = []
+        now = time.perf_counter()
         for seq, tok in zip(new, first_tokens):
+            seq.first_token_s = now
             out.append((seq.request_id, self._emit(seq, [tok])))
             seq.draft_pending = [tok]  # the draft cached the prompt; the root is still to feed
         self.active += new
@@ -106,7 +137,7 @@ class SpecEngine:
 
     def _emit(self, seq: RequestState, tokens: list[int]) -> list[int]:
         tokens = tokens[: seq.remaining]
-        eos = self.config.eos_token_id
+        eos = None if seq.ignore_eos else self.config.eos_token_id
         if eos is not None and eos in tokens:
             tokens = tokens[: tokens.index(eos) + 1]
             seq.is_finished = True
@@ -118,8 +149,10 @@ class SpecEngine:
     def _retire(self) -> None:
         """Drop finished requests, moving the last active rows into the holes."""
         keep = [s for s in self.active if not s.is_finished]
+        now = time.perf_counter()
         for s in self.active:
             if s.is_finished:
+                s.finish_s = now
                 self.finished[s.request_id] = s
         for new_row, s in enumerate(keep):
             if s.row != new_row:
@@ -138,10 +171,21 @@ class SpecEngine:
                          lambda ids, expansions: self.draft.round(growths, ids, expansions))
         return spec, growths
 
-    def step(self) -> list[tuple[int, list[int]]]:
-        """Run one decoding step; returns (request id, new tokens) for every request that got any."""
+    def admit(self) -> list[tuple[int, list[int]]]:
+        """Free finished rows, admit waiting requests (prefill); returns their first tokens."""
+        self._retire()  # cancelled requests free their rows before admission
         out = self._admit()
         self._retire()  # a prompt can finish at its first token
+        return out
+
+    def step(self) -> list[tuple[int, list[int]]]:
+        """Run one decoding step; returns (request id, new tokens) for every request that got any."""
+        return self.admit() + self.decode()
+
+    def decode(self) -> list[tuple[int, list[int]]]:
+        """One speculative step of the running batch (a server streams ``admit``'s first tokens
+        before it)."""
+        out: list[tuple[int, list[int]]] = []
         if not self.active:
             return out
         seqs, device = self.active, self.target.model.device

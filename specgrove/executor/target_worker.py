@@ -15,15 +15,14 @@ import torch
 from specgrove.executor.forward_batch import ForwardBatch, prompt_batch
 from specgrove.executor.request_state import RequestState
 from specgrove.executor.runtime import LeanModel
-from specgrove.executor.sampling import SamplingParams
 from specgrove.executor.verify import Verdict, verify_greedy, verify_sampling
 from specgrove.packing import pack_trees
 from specgrove.tree import Tree
 
 
 class TargetWorker:
-    def __init__(self, model: LeanModel, sampling: SamplingParams) -> None:
-        self.model, self.sampling = model, sampling
+    def __init__(self, model: LeanModel) -> None:
+        self.model = model
 
     def prefill(self, seqs: list[RequestState]) -> list[int]:
         """Cache the prompts and pick each request's first token."""
@@ -32,7 +31,7 @@ class TargetWorker:
         out = []
         for i, s in enumerate(seqs):
             s.target_len = len(s.prompt)
-            out.append(self.sampling.pick(logits[i], s.generator))
+            out.append(s.sampling.pick(logits[i], s.generator))
         return out
 
     def verify(self, seqs: list[RequestState], trees: list[Tree]) -> torch.Tensor:
@@ -52,12 +51,14 @@ class TargetWorker:
         return self.model.forward(**batch.build(self.model.device, select=select))
 
     def accept(self, seqs: list[RequestState], trees: list[Tree], logits: torch.Tensor) -> list[Verdict]:
+        """Each request's verdict, by its own sampling parameters (greedy or sampled)."""
         starts = np.cumsum([0] + [len(t) + 1 for t in trees])
-        if self.sampling.is_greedy:
+        argmax = None
+        if any(s.sampling.is_greedy for s in seqs):
             argmax = logits.argmax(-1).cpu().tolist()  # one device->host copy for the batch
-            return [verify_greedy(t, argmax[a:b]) for t, a, b in zip(trees, starts, starts[1:])]
         return [
-            verify_sampling(t, self.sampling.probs(logits[a:b]), s.generator)
+            verify_greedy(t, argmax[a:b]) if s.sampling.is_greedy
+            else verify_sampling(t, s.sampling.probs(logits[a:b]), s.generator)
             for s, t, a, b in zip(seqs, trees, starts, starts[1:])
         ]
 

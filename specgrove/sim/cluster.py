@@ -18,8 +18,13 @@ from specgrove.sim.planner import Planner
 from specgrove.sim.records import Ledger, RequestRecord
 from specgrove.sim.replica import Replica, ReplicaSetup
 from specgrove.sim.scenario import Scenario
-from specgrove.sim.workload import arrivals, mean_length
+from specgrove.sim.workload import mean_length, scenario_arrivals
 from specgrove.types import Request
+
+
+def rng_streams(seed: int) -> list[np.random.Generator]:
+    """The run's independent streams: arrivals, acceptance, router, acceptance tables."""
+    return np.random.default_rng(seed).spawn(4)
 
 
 class SimCluster:
@@ -27,7 +32,7 @@ class SimCluster:
         s = scenario
         self.scenario, self.built = s, built
         self.env = simpy.Environment()
-        arrival_rng, accept_rng, router_rng, table_rng = np.random.default_rng(seed).spawn(4)
+        arrival_rng, accept_rng, router_rng, table_rng = rng_streams(seed)
         self.arrival_rng = arrival_rng
 
         policy = make_tree_policy(s, built)
@@ -55,9 +60,7 @@ class SimCluster:
 
     def _arrivals(self):
         s, env = self.scenario, self.env
-        for rid, a in enumerate(arrivals(s.workload, self.arrival_rng, self.built.trace)):
-            if a.arrival_s > s.duration_s:
-                break
+        for rid, a in enumerate(scenario_arrivals(s.workload, s.duration_s, self.arrival_rng, self.built.trace)):
             yield env.timeout(a.arrival_s - env.now)
             deadline = a.arrival_s + (s.slo.e2e_s if s.slo.e2e_s is not None else s.slo.ttft_s)
             req = Request(rid, a.prompt_tokens, a.output_tokens, a.arrival_s, a.domain, deadline)

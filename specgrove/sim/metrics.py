@@ -20,7 +20,7 @@ from specgrove.sim.records import RequestRecord
 
 CSV_FIELDS = (
     "request_id", "replica", "domain", "arrival_s", "prompt_tokens", "output_tokens",
-    "queueing_s", "ttft_s", "tpot_s", "e2e_s", "tau", "preemptions", "rejected",
+    "queueing_s", "ttft_s", "tpot_s", "e2e_s", "tau", "preemptions", "rejected", "error",
 )
 
 
@@ -33,7 +33,7 @@ def request_rows(records: Iterable[RequestRecord]) -> list[dict]:
             "arrival_s": r.arrival_s, "prompt_tokens": r.prompt_tokens, "output_tokens": r.output_tokens,
             "queueing_s": r.admitted_s - r.arrival_s, "ttft_s": r.first_token_s - r.arrival_s,
             "tpot_s": tpot, "e2e_s": r.finish_s - r.arrival_s, "tau": r.tau,
-            "preemptions": r.preemptions, "rejected": r.rejected,
+            "preemptions": r.preemptions, "rejected": r.rejected, "error": r.error,
         })
     return rows
 

@@ -26,6 +26,7 @@ class RequestRecord:
     decode_tokens: int = 0
     preemptions: int = 0
     rejected: bool = False
+    error: str = ""  # why a real request failed (``specgrove load``); the simulator's never do
 
     @property
     def tau(self) -> float:

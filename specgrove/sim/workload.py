@@ -27,6 +27,7 @@ class Arrival:
     prompt_tokens: int
     output_tokens: int
     domain: str = "default"
+    prompt: str | None = None  # a trace may carry the prompt's text (the real server needs one)
 
 
 def sample_length(dist, rng: np.random.Generator) -> int:
@@ -98,7 +99,11 @@ def load_trace(path: str | Path) -> list[Arrival]:
             raise ArrivalTraceError(f"{where}: arrival_s must be >= 0 and token counts >= 1")
         if out and row["arrival_s"] < out[-1].arrival_s:
             raise ArrivalTraceError(f"{where}: arrival_s {row['arrival_s']} goes back in time (previous {out[-1].arrival_s})")
-        out.append(Arrival(float(row["arrival_s"]), int(row["prompt_tokens"]), int(row["output_tokens"]), str(row.get("domain", "default"))))
+        text = row.get("prompt")
+        if text is not None and not (isinstance(text, str) and text.strip()):
+            raise ArrivalTraceError(f"{where}: field 'prompt' must be a non-empty string")
+        out.append(Arrival(float(row["arrival_s"]), int(row["prompt_tokens"]), int(row["output_tokens"]),
+                           str(row.get("domain", "default")), text))
     if not out:
         raise ArrivalTraceError(f"{path}: trace has no requests")
     return out
@@ -106,3 +111,13 @@ def load_trace(path: str | Path) -> list[Arrival]:
 
 def arrivals(workload, rng: np.random.Generator, trace: Sequence[Arrival] | None = None) -> Iterator[Arrival]:
     return iter(trace) if workload.arrival == "trace" else synthetic(workload, rng)
+
+
+def scenario_arrivals(workload, duration_s: float, rng: np.random.Generator,
+                      trace: Sequence[Arrival] | None = None) -> Iterator[Arrival]:
+    """A scenario's arrivals, up to ``duration_s``: what the simulator runs and what
+    ``specgrove load`` sends to a real server (with the same ``rng``, the same requests)."""
+    for a in arrivals(workload, rng, trace):
+        if a.arrival_s > duration_s:
+            return
+        yield a

@@ -1,0 +1,75 @@
+"""The server's Prometheus metrics (``GET /metrics``), kept in a registry of its own.
+
+Counters and histograms are updated from the engine thread (prometheus_client is
+thread-safe); tau and the acceptance rate are ratios of counters, exported as gauges too so a
+dashboard need not divide.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from specgrove.trace import StepRecord
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class ServeMetrics:
+    def __init__(self, model: str) -> None:
+        self.registry = r = CollectorRegistry()
+        labels = {"model": model}
+        self.running = Gauge("specgrove_requests_running", "Requests in the running batch", registry=r)
+        self.waiting = Gauge("specgrove_requests_waiting", "Requests queued for admission", registry=r)
+        self.finished = Counter("specgrove_requests_finished", "Requests that ran to their end", registry=r)
+        self.cancelled = Counter("specgrove_requests_cancelled", "Requests cancelled by their client", registry=r)
+        self.rejected = Counter("specgrove_requests_rejected", "Requests refused: the queue was full", registry=r)
+        self.prompt_tokens = Counter("specgrove_prompt_tokens", "Prompt tokens of finished requests", registry=r)
+        self.generation_tokens = Counter("specgrove_generation_tokens", "Tokens generated", registry=r)
+        self.steps = Counter("specgrove_steps", "Engine steps (target verification forwards)", registry=r)
+        self.request_steps = Counter("specgrove_request_steps", "Requests verified, summed over steps", registry=r)
+        self.tree_nodes = Counter("specgrove_tree_nodes", "Draft tree nodes verified", registry=r)
+        self.accepted = Counter("specgrove_accepted_tokens", "Draft tree nodes accepted", registry=r)
+        self.tau = Gauge("specgrove_tau", "Tokens emitted per request per step, since start", registry=r)
+        self.acceptance = Gauge("specgrove_acceptance_rate", "Accepted / verified draft nodes, since start", registry=r)
+        self.ttft = Histogram("specgrove_time_to_first_token_seconds", "Arrival to first token", buckets=LATENCY_BUCKETS, registry=r)
+        self.tpot = Histogram("specgrove_time_per_output_token_seconds", "Mean gap between later tokens", buckets=LATENCY_BUCKETS, registry=r)
+        self.e2e = Histogram("specgrove_e2e_request_latency_seconds", "Arrival to finish", buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_time = Histogram("specgrove_queue_time_seconds", "Arrival to admission", buckets=LATENCY_BUCKETS, registry=r)
+        Gauge("specgrove_model_info", "The model served", list(labels), registry=r).labels(**labels).set(1)
+        self._emitted = self._request_steps = self._nodes = self._accepted = 0
+        self._last_step = -1
+
+    def observe_step(self, rec: StepRecord) -> None:
+        """One request's share of a step (the engine's ``on_step`` hook)."""
+        if rec.step != self._last_step:  # the step's first request
+            self._last_step = rec.step
+            self.steps.inc()
+        self.request_steps.inc()
+        self.tree_nodes.inc(rec.tree_size)
+        self.accepted.inc(rec.accepted_len)
+        self._emitted += rec.emitted
+        self._request_steps += 1
+        self._nodes += rec.tree_size
+        self._accepted += rec.accepted_len
+        self.tau.set(self._emitted / self._request_steps)
+        if self._nodes:
+            self.acceptance.set(self._accepted / self._nodes)
+
+    def observe_queue(self, running: int, waiting: int) -> None:
+        self.running.set(running)
+        self.waiting.set(waiting)
+
+    def observe_finish(self, seq) -> None:
+        """A request that ran to its end (a ``RequestState`` with its times)."""
+        self.finished.inc()
+        self.prompt_tokens.inc(len(seq.prompt))
+        self.e2e.observe(seq.finish_s - seq.arrival_s)
+        if seq.admitted_s is not None:
+            self.queue_time.observe(seq.admitted_s - seq.arrival_s)
+        if seq.first_token_s is not None:
+            self.ttft.observe(seq.first_token_s - seq.arrival_s)
+            if len(seq.generated) > 1:
+                self.tpot.observe((seq.finish_s - seq.first_token_s) / (len(seq.generated) - 1))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,35 @@
+"""Bad ``serve`` and ``load`` input: one line naming what is wrong, exit 2, before any work."""
+
+import socket
+
+import pytest
+
+from specgrove.cli import main
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["serve", "--port", "70000"], "--port must be in 0..65535"),
+    (["serve", "--scheduler", "lifo"], "--scheduler: unknown scheduler policy 'lifo'; valid: "),
+    (["serve", "--method", "magic"], "unknown method 'magic'"),
+    (["serve", "--max-queue", "0"], "--max-queue must be >= 1"),
+    (["serve", "--batch-budget", "all"], "--batch-budget: unknown batch-budget policy 'all'"),
+    (["load", "missing.toml", "--out", "OUT"], "missing.toml: cannot read scenario"),
+    (["load", "missing.jsonl", "--out", "OUT"], "missing.jsonl: cannot read trace"),
+    (["load", "t.jsonl", "--out", "OUT", "--url", "127.0.0.1:8000"], "--url must start with http://"),
+    (["load", "t.jsonl", "--out", "OUT", "--timeout", "0"], "--timeout must be > 0"),
+])
+def test_bad_arguments(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.jsonl").write_text('{"arrival_s": 0, "prompt_tokens": 3, "output_tokens": 2}\n')
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("specgrove: error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_serve_refuses_a_busy_port(capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in capsys.readouterr().err
