@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def short_table(summary: dict) -> str:
+def short_table(summary: dict, run: dict) -> str:
     def ms(part: dict, key: str) -> str:
         return "-" if part[key] is None else f"{part[key] * 1e3:.1f} ms"
 
@@ -29,7 +29,7 @@ def short_table(summary: dict) -> str:
         ("TPOT p50 / p99", f"{ms(summary['tpot_s'], 'p50')} / {ms(summary['tpot_s'], 'p99')}"),
         ("E2E p50 / p99", f"{ms(summary['e2e_s'], 'p50')} / {ms(summary['e2e_s'], 'p99')}"),
         ("GPU / TP-link util", f"{util['gpu']:.0%} / {util['tp_link']:.0%}"),
-        ("simulated / wall", f"{summary['sim_end_s']:.1f} s / {summary['wall_s']:.2f} s"),
+        ("simulated / wall", f"{summary['sim_end_s']:.1f} s / {run['wall_s']:.2f} s"),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_scenario(args.scenario, seed=args.seed, progress=not args.no_progress)
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
-    print(short_table(result.summary))
+    print(short_table(result.summary, result.run))
     if args.out:
         out = result.write(args.out)
-        print(f"wrote {out}/summary.json, requests.csv, scenario.json")
+        print(f"wrote {out}/summary.json, requests.csv, scenario.json, run.json")
     return 0

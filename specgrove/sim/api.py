@@ -20,15 +20,21 @@ PROGRESS_CHUNKS = 200  # the bar advances by chunks of simulated time, not per e
 
 @dataclass
 class Result:
+    """``summary`` depends only on the scenario and seed (byte-identical when written);
+    ``run`` holds what the machine adds: wall time and simulated seconds per wall second."""
+
     scenario: Scenario
     summary: dict
     requests: list[dict] = field(repr=False)
+    run: dict = field(default_factory=dict)
 
     def write(self, out_dir: str | Path) -> Path:
-        """DIR/summary.json, DIR/requests.csv and DIR/scenario.json (the resolved scenario)."""
+        """DIR/summary.json, DIR/requests.csv, DIR/scenario.json (the resolved scenario) and
+        DIR/run.json (wall-clock figures)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_summary(self.summary, out / "summary.json")
+        (out / "run.json").write_text(json.dumps(self.run, indent=2) + "\n")
         write_requests_csv(self.requests, out / "requests.csv")
         (out / "scenario.json").write_text(json.dumps(self.scenario.model_dump(), indent=2) + "\n")
         return out
@@ -85,9 +91,8 @@ def run_scenario(scenario: Scenario | str | Path | dict, seed: int | None = None
     elapsed = end_s if end_s > 0 else 1.0
     summary = summarise(records, scenario.slo, scenario.duration_s, end_s, cluster.utilisation(elapsed))
     wall = time.perf_counter() - start
-    summary["wall_s"] = wall
-    summary["sim_per_wall"] = end_s / wall if wall > 0 else None
-    return Result(scenario, summary, request_rows(records))
+    run = {"wall_s": wall, "sim_per_wall": end_s / wall if wall > 0 else None}
+    return Result(scenario, summary, request_rows(records), run)
 
 
 def _run_variant(args: tuple[dict[str, Any], Scenario, Built, int | None]) -> tuple[dict[str, Any], Result]:
