@@ -74,18 +74,35 @@ def test_unrelated_draft_is_still_lossless(setup):
         assert_same_greedy(target, p, got, want)
 
 
-@pytest.mark.parametrize("family", ["qwen2", "gpt2"])
-def test_other_families(family):
-    target = tiny(family, seed=5, sharpness=8.0)
+FAMILY_PROMPTS = [[3, 9, 27, 81 % VOCAB], [5, 6], [11, 2, 7, 30, 1], [40], [8, 8, 2]]
+FAMILY_LENGTHS = [12, 20, 7, 16, 1]  # fixed by the requests, never read off the output
+
+
+@pytest.fixture(scope="module", params=["qwen2", "mistral", "gpt2"])
+def family_setup(request):
+    target = tiny(request.param, seed=5, sharpness=8.0)
     draft = perturbed_copy(target, noise=0.01)
-    prompts = [[3, 9, 27, 81 % VOCAB], [5, 6]]
-    outs, _ = run(target, draft, "dynamic", prompts, [12, 20], 2)
     target.generation_config.eos_token_id = None
-    for p, got in zip(prompts, outs):
+    reference = []
+    for p, n in zip(FAMILY_PROMPTS, FAMILY_LENGTHS):
         ids = torch.tensor([p])
-        ref = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                              max_new_tokens=len(got), min_new_tokens=len(got), pad_token_id=0)
-        assert_same_greedy(target, p, got, ref[0, len(p):].tolist())
+        out = target.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=n,
+                              min_new_tokens=n, pad_token_id=0)
+        reference.append(out[0, len(p):].tolist())
+    return target, draft, reference
+
+
+@pytest.mark.parametrize("method", ["chain", "static", "sequoia", "dynamic"])
+def test_other_families(family_setup, method):
+    """Qwen2, Mistral and GPT-2 through several methods at batch 4 (five requests, so one
+    joins when another leaves), each request exactly as long as it asked."""
+    target, draft, reference = family_setup
+    outs, engine = run(target, draft, method, FAMILY_PROMPTS, FAMILY_LENGTHS, 4)
+    for p, n, got, want in zip(FAMILY_PROMPTS, FAMILY_LENGTHS, outs, reference):
+        assert len(got) == n
+        assert_same_greedy(target, p, got, want)
+    steps = sum(s.num_steps for s in engine.finished.values())
+    assert sum(FAMILY_LENGTHS) / steps > 1.5  # the close draft is accepted
 
 
 @pytest.mark.parametrize("method", ["chain", "dynamic"])
