@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sim": ("specgrove.commands.sim", "simulate a serving scenario (TOML) and write its metrics"),
     "sweep": ("specgrove.commands.sweep", "simulate variants of a scenario in parallel; table and plot"),
+    "calibrate": ("specgrove.commands.calibrate", "fit the simulator's cost and acceptance models to step traces"),
     "serve": ("specgrove.commands.serve", "serve the engine over an OpenAI-compatible HTTP API"),
     "load": ("specgrove.commands.load", "replay a timed workload against a server, open loop; CSV and summary"),
 }

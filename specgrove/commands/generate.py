@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                           eos_token_id=pair.tokenizer.eos_token_id)
     with TraceWriter(args.trace) as trace:
         engine = build_engine(pair.target, pair.draft, config, method_options(args.method, pair, args.prompt, greedy=args.temperature == 0),
-                              on_step=trace.record)
+                              on_trace=trace.record)
         try:
             engine.add_request(ids, args.max_new_tokens)
         except ValueError as exc:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
                 shown = text
         wall = time.perf_counter() - started
-    stats = summarize(trace.records, len(tokens), wall)
+    stats = summarize(trace.steps, len(tokens), wall)
     if args.json:
         print(json.dumps({"text": pair.tokenizer.decode(tokens), "token_ids": tokens,
                           "method": args.method, "stats": stats}))

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                          max_batch=args.max_batch, scheduler=args.scheduler, max_queue=args.max_queue,
                          seed=args.seed)
     with TraceWriter(args.trace, keep=False, method=args.method, max_batch=args.max_batch) as trace:
-        app, runner = build_server(pair, config, on_step=trace.record if args.trace else None)
+        app, runner = build_server(pair, config, on_trace=trace.record if args.trace else None)
         server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                                                timeout_graceful_shutdown=args.shutdown_timeout, access_log=False))
 

@@ -12,6 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="directory for summary.json, requests.csv, scenario.json")
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--trace", help="write the run's step trace (the executor's format) to this file")
 
 
 def short_table(summary: dict, run: dict) -> str:
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from specgrove.sim.scenario import ScenarioError
 
     try:
-        result = run_scenario(args.scenario, seed=args.seed, progress=not args.no_progress)
+        result = run_scenario(args.scenario, seed=args.seed, progress=not args.no_progress, trace_path=args.trace)
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
     print(short_table(result.summary, result.run))

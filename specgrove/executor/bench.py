@@ -63,14 +63,14 @@ class RunResult:
 def run_engine(pair: ModelPair, method: str, options: dict, prompt_ids: list[list[int]], batch_size: int,
                max_new_tokens: int, budget: int, batch_budget: str, trace: TraceWriter) -> tuple[dict, list[list[int]]]:
     config = EngineConfig(method=method, budget=budget, batch_budget=batch_budget, max_batch=batch_size)
-    engine = build_engine(pair.target, pair.draft, config, options, on_step=trace.record)
-    first = len(trace.records)
+    engine = build_engine(pair.target, pair.draft, config, options, on_trace=trace.record)
+    first = len(trace.steps)
     started = time.perf_counter()
     ids = [engine.add_request(p, max_new_tokens) for p in prompt_ids]
     out = engine.run()
     wall = time.perf_counter() - started
     outputs = [out[i] for i in ids]
-    return summarize(trace.records[first:], sum(map(len, outputs)), wall), outputs
+    return summarize(trace.steps[first:], sum(map(len, outputs)), wall), outputs
 
 
 def run_hf_assisted(pair: ModelPair, prompt_ids: list[list[int]], max_new_tokens: int) -> tuple[dict, list[list[int]]]:

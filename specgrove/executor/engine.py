@@ -24,7 +24,7 @@ from specgrove.executor.sampling import SamplingParams
 from specgrove.executor.target_worker import TargetWorker
 from specgrove.policies.base import TreePolicy
 from specgrove.policies.speculation import Speculation, speculate
-from specgrove.trace import StepRecord
+from specgrove.trace import Labels, PrefillRecord, Record, RequestShare, RequestTimes, StepRecord
 
 
 @dataclass
@@ -46,7 +46,7 @@ def _sync(device: torch.device) -> None:
 
 class SpecEngine:
     def __init__(self, target: LeanModel, draft: LeanModel, config: EngineConfig,
-                 policy: TreePolicy, on_step: Callable[[StepRecord], None] | None = None) -> None:
+                 policy: TreePolicy, on_trace: Callable[[Record], None] | None = None) -> None:
         if target.vocab_size != draft.vocab_size:
             raise ValueError(f"target vocabulary ({target.vocab_size}) != draft vocabulary ({draft.vocab_size})")
         self.config, self.policy = config, policy
@@ -60,7 +60,8 @@ class SpecEngine:
         self.waiting: list[RequestState] = []
         self.active: list[RequestState] = []
         self.finished: dict[int, RequestState] = {}
-        self.on_step = on_step
+        self.on_trace = on_trace  # gets every step, prefill and finished request (specgrove.trace)
+        self.labels = Labels(config.method, config.max_batch)
         self.step_index = 0
         self._next_id = 0
 
@@ -125,9 +126,16 @@ class SpecEngine:
             seq.row = len(self.active) + j
             seq.admitted_s = now
         first_tokens = self.target.prefill(new)
+        _sync(self.target.model.device)
+        t1 = time.perf_counter()
         self.draft.prefill(new)
+        _sync(self.target.model.device)
         out = []
-        now = time.perf_counter()
+        t2 = time.perf_counter()
+        if self.on_trace is not None:
+            self.on_trace(PrefillRecord(self.step_index, now, t2, len(new), sum(len(s.prompt) for s in new),
+                                        (t1 - now) * 1e3, (t2 - t1) * 1e3, self.labels))
+        now = t2
         for seq, tok in zip(new, first_tokens):
             seq.first_token_s = now
             out.append((seq.request_id, self._emit(seq, [tok])))
@@ -154,6 +162,9 @@ class SpecEngine:
             if s.is_finished:
                 s.finish_s = now
                 self.finished[s.request_id] = s
+                if self.on_trace is not None and not s.is_cancelled:
+                    self.on_trace(RequestTimes(s.request_id, len(s.prompt), len(s.generated), s.arrival_s,
+                                               s.admitted_s, s.first_token_s, s.finish_s, labels=self.labels))
         for new_row, s in enumerate(keep):
             if s.row != new_row:
                 self.target.model.cache.copy_row(s.row, new_row, s.target_len)
@@ -205,22 +216,23 @@ class SpecEngine:
             self.draft.commit(growth, cand, verdict.tokens, verdict.num_accepted, draft_moves)
         self.target.model.cache.apply(target_moves)
         self.draft.model.cache.apply(draft_moves)
-        tokens_in_forward = sum(len(t) + 1 for t in trees)
-        for seq, tree, verdict, context in zip(seqs, trees, verdicts, cached):
-            emitted = self._emit(seq, verdict.tokens)
+        for seq, verdict in zip(seqs, verdicts):
+            out.append((seq.request_id, self._emit(seq, verdict.tokens)))
             seq.num_steps += 1
-            out.append((seq.request_id, emitted))
-            if self.on_step is not None:
-                self.on_step(StepRecord(
-                    request_id=seq.request_id, step=self.step_index, batch_size=len(seqs),
-                    tokens_in_forward=tokens_in_forward, context_tokens=context,
-                    tree_size=len(tree), depth=tree.depth, parents=tuple(tree.parents.tolist()),
-                    draft_rounds=spec.num_rounds, accepted_len=verdict.num_accepted,
-                    emitted=len(emitted), draft_ms=(t1 - t0) * 1e3, verify_ms=(t2 - t1) * 1e3,
-                    method=self.config.method, max_batch=self.config.max_batch,
-                ))
-        self.step_index += 1
+        tracing = self.on_trace is not None
+        if tracing:  # before _retire, which reports finished requests
+            shares = [RequestShare(seq.request_id, context, len(tree), tree.depth, verdict.num_accepted,
+                                   len(emitted), tuple(tree.parents.tolist()), tuple(tree.probs.tolist()),
+                                   tuple(verdict.accepted_nodes))
+                      for seq, tree, verdict, context, (_, emitted) in zip(seqs, trees, verdicts, cached, out)]
         self._retire()
+        t3 = time.perf_counter()
+        if tracing:
+            self.on_trace(StepRecord(
+                self.step_index, t0, t3, len(seqs), sum(len(t) + 1 for t in trees), sum(cached),
+                spec.num_rounds, tuple(spec.round_widths), (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
+                tuple(shares), self.labels))
+        self.step_index += 1
         return out
 
     def run(self) -> dict[int, list[int]]:
@@ -231,7 +243,7 @@ class SpecEngine:
 
 
 def build_engine(target, draft, config: EngineConfig, policy_options: dict | None = None,
-                 on_step: Callable[[StepRecord], None] | None = None) -> SpecEngine:
+                 on_trace: Callable[[Record], None] | None = None) -> SpecEngine:
     """Lean models over two loaded transformers models, caches sized for the config, the tree
     policy (``dynamic-cost`` gets a cost model measured here, on the device that will run),
     and the engine."""
@@ -243,4 +255,4 @@ def build_engine(target, draft, config: EngineConfig, policy_options: dict | Non
     if config.method == "dynamic-cost" and "cost_model" not in options:
         options["cost_model"] = measure_cost_model(lean_t, lean_d)
     policy = registry.create("tree", config.method, **options)
-    return SpecEngine(lean_t, lean_d, config, policy, on_step=on_step)
+    return SpecEngine(lean_t, lean_d, config, policy, on_trace=on_trace)

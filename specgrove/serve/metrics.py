@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from specgrove.trace import StepRecord
+from specgrove.trace import Record, StepRecord
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -37,20 +37,21 @@ class ServeMetrics:
         self.queue_time = Histogram("specgrove_queue_time_seconds", "Arrival to admission", buckets=LATENCY_BUCKETS, registry=r)
         Gauge("specgrove_model_info", "The model served", list(labels), registry=r).labels(**labels).set(1)
         self._emitted = self._request_steps = self._nodes = self._accepted = 0
-        self._last_step = -1
 
-    def observe_step(self, rec: StepRecord) -> None:
-        """One request's share of a step (the engine's ``on_step`` hook)."""
-        if rec.step != self._last_step:  # the step's first request
-            self._last_step = rec.step
-            self.steps.inc()
-        self.request_steps.inc()
-        self.tree_nodes.inc(rec.tree_size)
-        self.accepted.inc(rec.accepted_len)
-        self._emitted += rec.emitted
-        self._request_steps += 1
-        self._nodes += rec.tree_size
-        self._accepted += rec.accepted_len
+    def observe(self, rec: Record) -> None:
+        """The engine's trace hook: steps feed the speculation counters."""
+        if not isinstance(rec, StepRecord):
+            return
+        self.steps.inc()
+        nodes = sum(r.tree_size for r in rec.requests)
+        accepted = sum(r.accepted_len for r in rec.requests)
+        self.request_steps.inc(len(rec.requests))
+        self.tree_nodes.inc(nodes)
+        self.accepted.inc(accepted)
+        self._emitted += sum(r.emitted for r in rec.requests)
+        self._request_steps += len(rec.requests)
+        self._nodes += nodes
+        self._accepted += accepted
         self.tau.set(self._emitted / self._request_steps)
         if self._nodes:
             self.acceptance.set(self._accepted / self._nodes)

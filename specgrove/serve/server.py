@@ -31,14 +31,14 @@ def model_id(pair: ModelPair) -> str:
     return "demo" if pair.name == "demo" else pair.target_path.name
 
 
-def build_server(pair: ModelPair, config: ServeConfig, on_step=None) -> tuple[FastAPI, EngineRunner]:
+def build_server(pair: ModelPair, config: ServeConfig, on_trace=None) -> tuple[FastAPI, EngineRunner]:
     name = model_id(pair)
     metrics = ServeMetrics(name)
 
     def record(rec) -> None:
-        metrics.observe_step(rec)
-        if on_step is not None:
-            on_step(rec)
+        metrics.observe(rec)
+        if on_trace is not None:
+            on_trace(rec)
 
     engine_config = EngineConfig(method=config.method, budget=config.budget, batch_budget=config.batch_budget,
                                  max_batch=config.max_batch, seed=config.seed, scheduler=config.scheduler,
@@ -46,7 +46,7 @@ def build_server(pair: ModelPair, config: ServeConfig, on_step=None) -> tuple[Fa
     # The pair is measured (rank acceptance, confidence map) on a held-out stdlib module.
     text = (Path(sysconfig.get_paths()["stdlib"]) / DEMO_MEASUREMENT_MODULE).read_text(encoding="utf-8")
     engine = build_engine(pair.target, pair.draft, engine_config, method_options(config.method, pair, text),
-                          on_step=record)
+                          on_trace=record)
     runner = EngineRunner(engine, metrics, config.max_queue)
     served = ServedModel(name, pair.tokenizer, engine.max_positions)
     return create_app(runner, served), runner

@@ -46,18 +46,19 @@ class SyntheticDraft:
         return c / total if total > 1.0 else c
 
 
-def accepted_length(parents: np.ndarray, probs: np.ndarray, draft: SyntheticDraft, rng: np.random.Generator) -> int:
-    """Walk root to leaf: at each level at most one child is the target's token."""
+def accepted_path(parents: np.ndarray, probs: np.ndarray, draft: SyntheticDraft, rng: np.random.Generator) -> list[int]:
+    """Walk root to leaf: at each level at most one child is the target's token. Returns the
+    accepted nodes, root to deepest."""
     kids = children(parents)
-    node, accepted = -1, 0
+    node, path = -1, []
     while kids[node]:
         c = draft.accept_probs(probs[kids[node]])
         pick = int(np.searchsorted(np.cumsum(c), rng.random(), side="right"))
         if pick >= len(c):
             break
         node = kids[node][pick]
-        accepted += 1
-    return accepted
+        path.append(node)
+    return path
 
 
 @dataclass
@@ -69,6 +70,8 @@ class Outcome:
     draft_rounds: list[tuple[int, float]]  # (number of rounds, draft tokens in each)
     num_nodes: int = 0  # tree_sizes.sum(), which both modes get for free
     candidates: list | None = None  # exact mode: each request's candidate tree, pre-select
+    trees: list | None = None  # exact mode: the verified trees
+    paths: list | None = None  # exact mode: each tree's accepted nodes
 
 
 class ExactAcceptance:
@@ -127,10 +130,13 @@ class ExactAcceptance:
         n = len(domains)
         sizes = np.zeros(n, dtype=np.int64)
         accepted = np.zeros(n, dtype=np.int64)
+        paths = []
         for i, tree in enumerate(spec.trees):
             sizes[i] = len(tree)
-            accepted[i] = accepted_length(tree.parents, tree.probs, self.drafts[domains[i]], rng)
-        return Outcome(sizes, accepted + 1, [(1, float(w)) for w in spec.round_widths], int(sizes.sum()), spec.candidates)
+            paths.append(accepted_path(tree.parents, tree.probs, self.drafts[domains[i]], rng))
+            accepted[i] = len(paths[-1])
+        return Outcome(sizes, accepted + 1, [(1, float(w)) for w in spec.round_widths], int(sizes.sum()),
+                       spec.candidates, spec.trees, paths)
 
 
 @dataclass(frozen=True)
@@ -162,8 +168,13 @@ class TabulatedAcceptance:
     table-building time.
     """
 
-    def __init__(self, exact: ExactAcceptance, rng: np.random.Generator, context_tokens: int, num_samples: int = 2048):
+    def __init__(self, exact: ExactAcceptance, rng: np.random.Generator, context_tokens: int, num_samples: int = 2048,
+                 measured: dict[int, np.ndarray] | None = None):
         self.exact, self.rng = exact, rng
+        # A calibration profile's rows for this policy, per domain (distinct rows and their
+        # counts): drawn as they were measured, whatever the batch's share of the budget,
+        # instead of the synthetic draft's samples.
+        self.measured = {d: self._quantiles(rows, num_samples) for d, rows in (measured or {}).items()}
         self.context_tokens, self.num_samples = context_tokens, num_samples
         # Tables get their own streams, keyed by (domain, budget): their contents do not
         # depend on the order the run happens to need them in.
@@ -203,6 +214,8 @@ class TabulatedAcceptance:
         return Table(np.asarray(rows[: self.num_samples], dtype=np.int64))
 
     def mean_emitted(self, domain: int = 0) -> float:
+        if domain in self.measured:
+            return float(self.measured[domain][:, 1].mean())
         return float(self.table(domain, self.exact.budget).rows[:, 1].mean())
 
     def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator) -> Outcome:
@@ -223,11 +236,20 @@ class TabulatedAcceptance:
         # evenly over them (exact mode knows each round's width, the table does not).
         return Outcome(drawn[:, 0], drawn[:, 1], [(rounds, expanded / rounds)] if rounds else [], num_nodes)
 
+    @staticmethod
+    def _quantiles(counted: np.ndarray, num_samples: int) -> np.ndarray:
+        """``num_samples`` rows at evenly spaced quantiles of a counted law (rows with a count
+        column): the measured distribution without resampling noise."""
+        rows = np.repeat(counted[:, :4], counted[:, 4], axis=0)
+        return rows[((np.arange(num_samples) + 0.5) * len(rows) / num_samples).astype(np.int64)]
+
     def _rows(self, domain: int, n: int) -> np.ndarray:
         """Rows for a batch of n: the uniform share of the batch budget, as a mixture of the
         tables just below and above it (rows are i.i.d., so taking the first (1 - w) N of
         one and the first w N of the other is a sample of the mixture)."""
         key = (domain, n)
+        if key not in self._mixed and domain in self.measured:
+            self._mixed[key] = self.measured[domain]
         if key not in self._mixed:
             share = min(self.exact.total_budget(n) / max(n, 1), self.exact.budget)
             hi = next(level for level in self._levels if level >= share)

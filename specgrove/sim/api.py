@@ -14,6 +14,7 @@ from specgrove.sim.build import Built, build, resolve
 from specgrove.sim.cluster import SimCluster
 from specgrove.sim.metrics import request_rows, summarise, write_requests_csv, write_summary
 from specgrove.sim.scenario import Scenario, read_scenario_file
+from specgrove.trace import TraceWriter
 
 PROGRESS_CHUNKS = 200  # the bar advances by chunks of simulated time, not per event
 
@@ -72,10 +73,12 @@ def _drive(cluster: SimCluster, scenario: Scenario, progress: bool) -> None:
 
 
 def run_scenario(scenario: Scenario | str | Path | dict, seed: int | None = None, progress: bool = False,
-                 cost_model: CostModel | None = None, built: Built | None = None) -> Result:
+                 cost_model: CostModel | None = None, built: Built | None = None,
+                 trace_path: str | Path | None = None) -> Result:
     """Simulate one scenario; ``seed`` overrides the scenario's own. ``cost_model`` replaces
     the roofline (e.g. one calibrated on executor traces; any ``specgrove.cost.CostModel``).
-    ``built``: the scenario's already-built objects (``build.resolve``), to skip building."""
+    ``built``: the scenario's already-built objects (``build.resolve``), to skip building.
+    ``trace_path``: write the run's step trace there, in the executor's format."""
     start = time.perf_counter()
     if built is None:
         scenario, built = resolve_any(scenario)
@@ -83,8 +86,9 @@ def run_scenario(scenario: Scenario | str | Path | dict, seed: int | None = None
         scenario = scenario.model_copy(update={"seed": int(seed)})
     if cost_model is not None:
         built = replace(built, cost=cost_model)
-    cluster = SimCluster(scenario, built, scenario.seed)
-    _drive(cluster, scenario, progress)
+    with TraceWriter(trace_path, keep=False, method=scenario.policies.tree, max_batch=scenario.deployment.max_batch) as trace:
+        cluster = SimCluster(scenario, built, scenario.seed, trace.record if trace_path else None)
+        _drive(cluster, scenario, progress)
     records = sorted(cluster.ledger.records.values(), key=lambda r: r.request_id)
     finishes = [r.finish_s for r in records if not math.isnan(r.finish_s)]
     end_s = max(finishes) if finishes else cluster.env.now

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from specgrove import registry
+from specgrove.cost import CostModel
 from specgrove.sim.acceptance import SyntheticDraft
 from specgrove.sim.costmodel import RooflineCostModel
 from specgrove.sim.hardware import GPUS, LINKS, Placement, Topology
@@ -27,15 +28,18 @@ from specgrove.sim.workload import Arrival, ArrivalTraceError, load_trace
 @dataclass
 class Built:
     placements: list[Placement]
-    cost: RooflineCostModel
+    cost: CostModel  # the roofline, or a profile's fitted model
     kv_capacity_tokens: int  # per replica
     domains: list[str]
     drafts: list[SyntheticDraft]  # per domain, in ``domains`` order
     trace: list[Arrival] | None
+    measured_rows: dict[int, np.ndarray] | None = None  # domain index -> a profile's rows (tabulated)
 
 
-def _synthetic_drafts(s: Scenario, domains: list[str]) -> list[SyntheticDraft]:
+def _synthetic_drafts(s: Scenario, domains: list[str], profile=None) -> list[SyntheticDraft]:
     base = dict(PAIRS[s.models.pair].draft_behaviour) if s.models.pair else {}
+    if profile is not None:
+        base.update(profile.draft)
     base.update(s.acceptance.draft.model_dump(exclude_none=True))
     out = []
     for d in domains:
@@ -97,13 +101,31 @@ def build(s: Scenario) -> Built:
     if trace:
         domain_set |= {a.domain for a in trace}
     domains = sorted(domain_set) or ["default"]
-    drafts = _synthetic_drafts(s, domains)
+    profile = _profile(s)
+    drafts = _synthetic_drafts(s, domains, profile)
     for d, c in zip(domains, drafts):
         _check_draft(c, f"acceptance.domains.{d}" if d in s.acceptance.domains else "acceptance.draft")
-    built = Built(placements, cost, capacity, domains, drafts, trace)
+    measured = None
+    if profile is not None:
+        cost = profile.cost
+        by_domain = profile.acceptance_rows.get(s.policies.tree, {})
+        measured = {i: np.asarray(by_domain[d], dtype=np.int64) for i, d in enumerate(domains)
+                    if by_domain.get(d)} or None
+    built = Built(placements, cost, capacity, domains, drafts, trace, measured)
     make_tree_policy(s, built)
     make_scheduler(s)
     return built
+
+
+def _profile(s: Scenario):
+    if not s.calibration.profile:
+        return None
+    from specgrove.calibration.profile import ProfileError, load_profile
+
+    try:
+        return load_profile(s.calibration.profile)
+    except ProfileError as exc:
+        raise ScenarioError(f"calibration.profile: {exc}") from None
 
 
 def make_tree_policy(s: Scenario, built: Built):

@@ -28,7 +28,7 @@ def rng_streams(seed: int) -> list[np.random.Generator]:
 
 
 class SimCluster:
-    def __init__(self, scenario: Scenario, built: Built, seed: int) -> None:
+    def __init__(self, scenario: Scenario, built: Built, seed: int, on_trace=None) -> None:
         s = scenario
         self.scenario, self.built = s, built
         self.env = simpy.Environment()
@@ -40,7 +40,8 @@ class SimCluster:
         exact = ExactAcceptance(policy, budget_fn, built.drafts, s.policies.tree_budget, s.policies.batch_node_budget)
         if s.acceptance.mode == "tabulated":
             typical_ctx = int(mean_length(s.workload.prompt) + mean_length(s.workload.output) / 2)
-            acceptance = TabulatedAcceptance(exact, table_rng, typical_ctx, s.acceptance.num_samples)
+            acceptance = TabulatedAcceptance(exact, table_rng, typical_ctx, s.acceptance.num_samples,
+                                             built.measured_rows)
             expected_tau = acceptance.mean_emitted()
         else:
             acceptance, expected_tau = exact, 1.0
@@ -55,7 +56,8 @@ class SimCluster:
         )
         self.ledger = Ledger()
         self.arrivals_done = False
-        self.replicas = [Replica(self.env, p, make_scheduler(s), planner, setup, self.ledger) for p in built.placements]
+        self.replicas = [Replica(self.env, p, make_scheduler(s), planner, setup, self.ledger, on_trace)
+                         for p in built.placements]
         self.env.process(self._arrivals())
 
     def _arrivals(self):

@@ -78,6 +78,10 @@ class RooflineCostModel:
     def draft_step_s(self, num_requests: int, num_tokens: int, num_context_tokens: int) -> float:
         return self._forward_s("draft", num_requests, num_tokens, num_context_tokens)
 
+    def step_overhead_s(self, num_requests: int) -> float:
+        """The roofline's host cost lives in the GPU preset's per-forward overhead."""
+        return 0.0
+
     def target_comm_s(self, num_tokens: int) -> float:
         """The all-reduce share of a target forward: what the TP link is busy for."""
         _, _, _, _, comm_fixed, comm_per_token = self._coef["target"]

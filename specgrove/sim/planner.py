@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from specgrove.cost import CostModel
 from specgrove.sim.running_batch import RunningBatch
 
 
@@ -30,15 +31,15 @@ class StepPlan:
     verify_s: float
     transfer_s: float
     comm_s: float
+    other_s: float = 0.0  # host work outside the forwards
+    tokens: int = 0  # in the target forward: prefill tokens + roots + tree nodes
+    context_tokens: int = 0
+    outcome: object = None  # the acceptance model's Outcome for the decoding rows
 
 
 class Planner:
-    def __init__(self, acceptance, cost, rng: np.random.Generator, uses_draft: bool) -> None:
+    def __init__(self, acceptance, cost: CostModel, rng: np.random.Generator, uses_draft: bool) -> None:
         self.acceptance, self.cost, self.rng, self.uses_draft = acceptance, cost, rng, uses_draft
-        # The CostModel interface has only the two forward times; communication terms are the
-        # roofline's extras, and a plain (e.g. calibrated affine) model charges none.
-        self.transfer_s = getattr(cost, "transfer_s", lambda nodes, accepted: 0.0)
-        self.comm_s = getattr(cost, "target_comm_s", lambda tokens: 0.0)
 
     def plan(self, b: RunningBatch) -> StepPlan:
         cost = self.cost
@@ -75,6 +76,10 @@ class Planner:
             num_emitted,
             draft_s,
             cost.target_forward_s(n, tokens, ctx),
-            self.transfer_s(num_nodes, num_emitted),
-            self.comm_s(tokens),
+            cost.transfer_s(num_nodes, num_emitted),
+            cost.target_comm_s(tokens),
+            cost.step_overhead_s(n),
+            tokens,
+            ctx,
+            out if num_dec else None,
         )

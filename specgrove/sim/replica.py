@@ -11,6 +11,7 @@ A replica gets everything it reads at construction (``ReplicaSetup``, the shared
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ from specgrove.sim.hardware import Placement
 from specgrove.sim.planner import Planner, StepPlan
 from specgrove.sim.records import Ledger
 from specgrove.sim.running_batch import RunningBatch
+from specgrove.trace import Record, RequestShare, RequestTimes, StepRecord
 from specgrove.types import Request
 
 
@@ -38,9 +40,10 @@ class ReplicaSetup:
 
 class Replica:
     def __init__(self, env: simpy.Environment, placement: Placement, scheduler, planner: Planner,
-                 setup: ReplicaSetup, ledger: Ledger) -> None:
+                 setup: ReplicaSetup, ledger: Ledger, on_trace: Callable[[Record], None] | None = None) -> None:
         self.env, self.placement, self.scheduler = env, placement, scheduler
         self.planner, self.setup, self.ledger = planner, setup, ledger
+        self.on_trace = on_trace  # gets the executor's trace records (specgrove.trace), simulated
         self.id = placement.replica_id
         # A TP group's GPUs are always taken together, so one resource stands for the group.
         self.gpus = simpy.Resource(env, 1)
@@ -149,11 +152,12 @@ class Replica:
             if not len(self.batch):
                 continue  # everything waiting was rejected
             plan = self.planner.plan(self.batch)
+            started = env.now
             if self.draft_gpus is None:
                 if held is None:
                     held = self.gpus.request()
                     yield held
-                yield env.timeout(plan.draft_s + plan.verify_s)
+                yield env.timeout(plan.draft_s + plan.verify_s + plan.other_s)
             else:
                 with self.draft_gpus.request() as hold:
                     yield hold
@@ -163,21 +167,45 @@ class Replica:
                     yield env.timeout(plan.transfer_s)
                 with self.gpus.request() as hold:
                     yield hold
-                    yield env.timeout(plan.verify_s)
+                    yield env.timeout(plan.verify_s + plan.other_s)
             self._account(plan)
+            if self.on_trace is not None:
+                self._trace(plan, started, env.now)
             self._apply(plan, env.now)
 
     def _account(self, plan: StepPlan) -> None:
         self.num_steps += 1
         busy = self.busy_s
         if self.draft_gpus is None:
-            busy["gpu"] += plan.draft_s + plan.verify_s
+            busy["gpu"] += plan.draft_s + plan.verify_s + plan.other_s
         else:
-            busy["gpu"] += plan.verify_s
+            busy["gpu"] += plan.verify_s + plan.other_s
             busy["draft_gpu"] += plan.draft_s
             busy["draft_link"] += plan.transfer_s
         busy["tp_link"] += plan.comm_s
-        self.step_ema += 0.05 * (plan.draft_s + plan.verify_s + plan.transfer_s - self.step_ema)
+        self.step_ema += 0.05 * (plan.draft_s + plan.verify_s + plan.transfer_s + plan.other_s - self.step_ema)
+
+    def _trace(self, plan: StepPlan, start_s: float, end_s: float) -> None:
+        """This step as the executor would have traced it (before ``_apply`` moves the batch)."""
+        b = self.batch
+        dec = np.ones(len(b), dtype=bool) if plan.is_prefill is None else ~plan.is_prefill
+        out, shares = plan.outcome, []
+        if out is not None:
+            rids, ctx, emitted = b.rid[dec].tolist(), b.ctx[dec].tolist(), plan.emitted[dec].tolist()
+            for i, (rid, c, e) in enumerate(zip(rids, ctx, emitted)):
+                if out.trees is not None:
+                    tree, path = out.trees[i], out.paths[i]
+                    shares.append(RequestShare(rid, c, len(tree), tree.depth, len(path), e, tuple(tree.parents.tolist()),
+                                               tuple(tree.probs.tolist()), tuple(path)))
+                else:
+                    shares.append(RequestShare(rid, c, int(out.tree_sizes[i]), 0, int(out.emitted[i]) - 1, e))
+        widths = [w for count, w in (out.draft_rounds if out is not None else []) for _ in range(count)]
+        num_prefill = len(b) - plan.num_decoding
+        self.on_trace(StepRecord(
+            self.num_steps, start_s, end_s, len(b), plan.tokens, plan.context_tokens, len(widths),
+            tuple(int(round(w)) for w in widths), plan.draft_s * 1e3, plan.verify_s * 1e3, plan.other_s * 1e3,
+            tuple(shares), num_prefill=num_prefill,
+            prefill_tokens=int(b.prefill[~dec].sum()) if num_prefill else 0))
 
     def _apply(self, plan: StepPlan, now: float) -> None:
         b = self.batch
@@ -198,7 +226,11 @@ class Replica:
             done = b.left <= 0
             for i in np.flatnonzero(done).tolist():
                 row = b.row(i)
-                self.ledger.records[row["rid"]].leave_batch(row, self.num_steps)
+                rec = self.ledger.records[row["rid"]]
+                rec.leave_batch(row, self.num_steps)
                 self.ledger.finish(row["rid"], now)
+                if self.on_trace is not None:
+                    self.on_trace(RequestTimes(rec.request_id, rec.prompt_tokens, rec.output_tokens, rec.arrival_s,
+                                               rec.admitted_s, rec.first_token_s, rec.finish_s, rec.domain))
                 del self.requests[row["rid"]]
             b.keep(~done)

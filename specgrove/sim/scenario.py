@@ -158,6 +158,13 @@ class PoliciesSpec(Strict):
         return value
 
 
+class CalibrationSpec(Strict):
+    # A profile from ``specgrove calibrate`` (path relative to the scenario file): its fitted
+    # cost model replaces the roofline, its draft fit the pair's synthetic draft, and its
+    # measured rows the tabulated samples of the method it traced.
+    profile: str | None = None
+
+
 class SloSpec(Strict):
     ttft_s: float = Field(1.0, gt=0)
     tpot_s: float = Field(0.1, gt=0)
@@ -176,6 +183,7 @@ class Scenario(Strict):
     acceptance: AcceptanceSpec = AcceptanceSpec()
     policies: PoliciesSpec = PoliciesSpec()
     slo: SloSpec = SloSpec()
+    calibration: CalibrationSpec = CalibrationSpec()
 
     _dur = field_validator("duration_s")(_positive)
 
@@ -196,8 +204,11 @@ def validate_fields(data: dict, base_dir: Path | None = None) -> Scenario:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(_one_line(exc)) from None
-    if scenario.workload.trace and base_dir is not None and not Path(scenario.workload.trace).is_absolute():
-        scenario.workload.trace = str(base_dir / scenario.workload.trace)
+    if base_dir is not None:
+        if scenario.workload.trace and not Path(scenario.workload.trace).is_absolute():
+            scenario.workload.trace = str(base_dir / scenario.workload.trace)
+        if scenario.calibration.profile and not Path(scenario.calibration.profile).is_absolute():
+            scenario.calibration.profile = str(base_dir / scenario.calibration.profile)
     return scenario
 
 

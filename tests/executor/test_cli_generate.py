@@ -29,9 +29,17 @@ def test_generate_json_and_trace(paths, capsys, tmp_path):
     assert len(out["token_ids"]) == 12
     assert set(out["stats"]) >= {"steps", "tau", "tokens_per_s", "draft_ms", "verify_ms"}
     lines = [json.loads(line) for line in trace.read_text().splitlines()]
-    assert lines and set(lines[0]) >= {"request_id", "step", "tree_size", "depth", "accepted_len", "draft_ms",
-                                       "verify_ms", "batch_size", "tokens_in_forward", "context_tokens"}
-    assert sum(r["emitted"] for r in lines) == 11  # the first token comes from the prefill
+    steps = [line for line in lines if line["kind"] == "step"]
+    assert steps and set(steps[0]) >= {"v", "step", "start_s", "end_s", "batch_size", "tokens_in_forward",
+                                       "context_tokens", "draft_rounds", "round_widths", "draft_ms",
+                                       "verify_ms", "other_ms", "requests", "method"}
+    assert set(steps[0]["requests"][0]) >= {"request_id", "tree_size", "depth", "accepted_len", "emitted", "parents"}
+    assert sum(r["emitted"] for s in steps for r in s["requests"]) == 11  # the first token comes from the prefill
+    assert [line["kind"] for line in lines].count("prefill") == 1
+    assert [line["kind"] for line in lines].count("request") == 1
+    from specgrove.trace import read_trace
+
+    assert len(read_trace(trace).steps) == len(steps)
 
 
 def test_generate_streams_text(paths, capsys):

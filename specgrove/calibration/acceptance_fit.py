@@ -1,0 +1,126 @@
+"""Fit the simulator's acceptance behaviour to traced trees.
+
+Two products, one per simulator mode:
+
+* Exact mode: the synthetic draft (``sim.acceptance.SyntheticDraft``). The draft's confidence
+  (mean and spread of the top-ranked child's score, the share the next rank takes of the
+  rest) is read off the traced trees; the confidence -> acceptance curve
+  ``P(accept child) = scale * score ** gamma`` is fitted by maximum likelihood over every
+  level the verification walk reached: at a node on the accepted path its children were
+  tested, and the trace says which one (if any) the target took.
+* Tabulated mode: the measured per-request rows (tree size, emitted tokens, depth, expanded
+  nodes), per method and domain, which the simulator draws from instead of its own samples
+  when the scenario runs that method.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import numpy as np
+from scipy.optimize import minimize
+
+from specgrove.trace import Trace
+
+def _children(parents: tuple[int, ...]) -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = defaultdict(list)
+    for i, p in enumerate(parents):
+        kids[p].append(i)
+    return kids
+
+
+def confidence_levels(trace: Trace) -> list[tuple[np.ndarray, int]]:
+    """Every tested level: (children's scores, index of the accepted child or -1)."""
+    levels = []
+    for _, share in trace.request_steps():
+        if not share.parents or not share.scores:
+            continue
+        kids, scores = _children(share.parents), np.asarray(share.scores)
+        node, path = -1, list(share.accepted_nodes)
+        for depth in range(len(path) + 1):
+            below = kids.get(node, [])
+            if not below:
+                break
+            taken = path[depth] if depth < len(path) else None
+            levels.append((scores[below], below.index(taken) if taken is not None else -1))
+            if taken is None:
+                break
+            node = taken
+    return levels
+
+
+def fit_draft(trace: Trace) -> dict:
+    """``SyntheticDraft`` parameters (and the fit's evidence) from traced trees."""
+    top1, second_share, levels = [], [], confidence_levels(trace)
+    for _, share in trace.request_steps():
+        if not share.parents or not share.scores:
+            continue
+        scores = np.asarray(share.scores)
+        for kids in _children(share.parents).values():
+            ranked = np.sort(scores[kids])[::-1]
+            top1.append(ranked[0])
+            if len(ranked) > 1 and ranked[0] < 1:
+                second_share.append(ranked[1] / (1 - ranked[0]))
+    if not levels:
+        raise ValueError("the traces hold no trees with scores (run with a tree policy, not ar)")
+    top1 = np.clip(np.asarray(top1), 1e-6, 1 - 1e-6)
+    mean = float(top1.mean())
+    var = float(top1.var())
+    concentration = max(mean * (1 - mean) / var - 1, 0.0) if var > 1e-12 else 0.0
+    tail_ratio = float(np.clip(1 - np.mean(second_share), 0.0, 0.99)) if second_share else 0.5
+
+    # Levels as one padded block, so each likelihood evaluation is a few array operations.
+    width = max(len(scores) for scores, _ in levels)
+    block = np.zeros((len(levels), width))
+    present = np.zeros((len(levels), width), dtype=bool)
+    taken = np.array([t for _, t in levels])
+    for i, (scores, _) in enumerate(levels):
+        block[i, : len(scores)] = np.clip(scores, 1e-9, 1)
+        present[i, : len(scores)] = True
+    hit = taken >= 0
+    rows = np.arange(len(levels))
+
+    def neg_log_likelihood(theta: np.ndarray) -> float:
+        scale, gamma = 1 / (1 + np.exp(-theta[0])), np.exp(theta[1])
+        c = np.where(present, scale * block ** gamma, 0.0)
+        total = c.sum(axis=1)
+        c = c / np.maximum(total, 1.0)[:, None]  # siblings' chances renormalised past 1
+        p = np.where(hit, c[rows, np.maximum(taken, 0)], 1 - c.sum(axis=1))
+        return -float(np.log(np.maximum(p, 1e-12)).sum())
+
+    best = minimize(neg_log_likelihood, np.array([2.0, 0.0]), method="Nelder-Mead",
+                    options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 400})
+    scale, gamma = float(1 / (1 + np.exp(-best.x[0]))), float(np.exp(best.x[1]))
+    return {"confidence_mean": mean, "confidence_concentration": float(concentration),
+            "tail_ratio": tail_ratio, "scale": scale, "gamma": gamma, "levels": len(levels)}
+
+
+def acceptance_curve(trace: Trace, edges=np.linspace(0, 1, 11)) -> dict:
+    """Measured acceptance of each level's top-scored child by score bin (for the report)."""
+    scores, hits = [], []
+    for s, taken in confidence_levels(trace):
+        best = int(np.argmax(s))
+        scores.append(s[best])
+        hits.append(taken == best)
+    scores, hits = np.asarray(scores), np.asarray(hits, dtype=float)
+    bins = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
+    count = np.bincount(bins, minlength=len(edges) - 1)
+    rate = np.bincount(bins, weights=hits, minlength=len(edges) - 1) / np.maximum(count, 1)
+    return {"edges": edges.tolist(), "count": count.tolist(), "rate": rate.tolist()}
+
+
+def acceptance_rows(trace: Trace) -> dict[str, dict[str, list[list[int]]]]:
+    """Per method and domain: the distinct rows (tree size, accepted + 1, draft rounds,
+    expanded nodes) of every request step, each with its count (the exact empirical law, in
+    the simulator's table layout). ``accepted + 1`` is what the step would emit uncut (the
+    simulator cuts at the request's end itself; dropping the cut steps would bias the rows
+    against long acceptances, the ones a request's end cuts). Rounds are the step's (the batch
+    drafts in lockstep); a request's expanded nodes are its equal share of the round widths."""
+    domain_of = {(r.labels.method, r.request_id): r.domain for r in trace.requests}
+    counts: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+    for step, share in trace.request_steps():
+        expanded = round(sum(step.round_widths) / max(len(step.requests), 1))
+        domain = domain_of.get((step.labels.method, share.request_id), "default")
+        counts[step.labels.method][domain][(share.tree_size, share.accepted_len + 1, step.draft_rounds, expanded)] += 1
+    return {method: {domain: [[*row, n] for row, n in sorted(c.items())] for domain, c in by.items()}
+            for method, by in counts.items()}

@@ -1,0 +1,102 @@
+"""Fit an ``AffineCostModel`` to traced step times with robust least squares.
+
+Each traced step gives three measurements and the features the simulator's planner charges
+for them (``specgrove.sim.planner``), so a profile fitted here plugs straight in:
+
+    verify   = t_base + t_req * batch + t_tok * tokens in the forward + t_ctx * cached tokens
+    draft    = sum over rounds r of (d_base + d_req * decoders + d_tok * width_r + d_ctx * cached)
+               + one more draft forward over the prompts of requests prefilled in the step
+    other    = s_base + s_req * batch                     (host work after verification)
+
+The executor prefills apart; its ``prefill`` lines add target and draft points with the
+prompts as the forward's tokens and no cached context. ``scipy.optimize.least_squares`` with
+a soft-L1 loss keeps a few noisy steps (a page fault, a GC pause) from bending the fit;
+coefficients are bounded at zero (time never falls with more work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from specgrove.cost import AffineCostModel
+from specgrove.trace import Trace
+
+
+@dataclass
+class Component:
+    """One fitted time: its measured and fitted values (seconds), and the fit's quality."""
+
+    name: str
+    measured: np.ndarray
+    fitted: np.ndarray
+    coef: np.ndarray
+
+    def quality(self) -> dict:
+        y, f = self.measured, self.fitted
+        if not len(y):
+            return {"points": 0}
+        ss_tot = float(((y - y.mean()) ** 2).sum())
+        # Relative to the measurement, floored at a microsecond: a term measured as zero (no
+        # host work in a simulated trace) must not read as an infinite error.
+        rel = np.abs(f - y) / np.maximum(np.abs(y), 1e-6)
+        p50, p90, p99 = np.percentile(rel, [50, 90, 99])
+        return {"points": int(len(y)), "r2": 1.0 - float(((y - f) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0,
+                "rel_error_p50": float(p50), "rel_error_p90": float(p90), "rel_error_p99": float(p99),
+                "mean_measured_ms": float(y.mean() * 1e3), "mean_fitted_ms": float(f.mean() * 1e3)}
+
+
+def robust_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients of y ~ x @ coef, soft-L1 loss, columns scaled for conditioning."""
+    if not len(y):
+        return np.zeros(x.shape[1])
+    scale = np.maximum(np.abs(x).max(axis=0), 1e-12)
+    xs = x / scale
+    start = np.clip(np.linalg.lstsq(xs, y, rcond=None)[0], 0, None)
+    f_scale = max(float(np.median(np.abs(y))) * 0.05, 1e-9)
+    fit = least_squares(lambda c: xs @ c - y, start + 1e-12, loss="soft_l1", f_scale=f_scale,
+                        bounds=(0, np.inf), x_scale="jac")
+    return fit.x / scale
+
+
+def _features(trace: Trace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    target_x, target_y, draft_x, draft_y, other_x, other_y = [], [], [], [], [], []
+    for s in trace.steps:
+        target_x.append([1.0, s.batch_size, s.tokens_in_forward, s.context_tokens])
+        target_y.append(s.verify_ms / 1e3)
+        rounds = s.draft_rounds
+        if rounds or (s.num_prefill and s.draft_ms > 0):
+            decoders = len(s.requests)
+            ctx = sum(r.context_tokens for r in s.requests)
+            extra = 1 if s.num_prefill and s.draft_ms > 0 else 0
+            draft_x.append([rounds + extra, rounds * decoders + extra * s.num_prefill,
+                            sum(s.round_widths) + extra * s.prefill_tokens, rounds * ctx])
+            draft_y.append(s.draft_ms / 1e3)
+        other_x.append([1.0, s.batch_size])
+        other_y.append(s.other_ms / 1e3)
+    for p in trace.prefills:
+        target_x.append([1.0, p.num_requests, p.prompt_tokens, 0.0])
+        target_y.append(p.target_ms / 1e3)
+        if p.draft_ms > 0:
+            draft_x.append([1.0, p.num_requests, p.prompt_tokens, 0.0])
+            draft_y.append(p.draft_ms / 1e3)
+    as_arrays = lambda x, y, k: (np.asarray(x, dtype=float).reshape(-1, k), np.asarray(y, dtype=float))  # noqa: E731
+    return {"verify": as_arrays(target_x, target_y, 4), "draft": as_arrays(draft_x, draft_y, 4),
+            "other": as_arrays(other_x, other_y, 2)}
+
+
+def fit_cost(trace: Trace) -> tuple[AffineCostModel, list[Component]]:
+    """The cost model that best explains the trace's step times, and each component's fit."""
+    comps = []
+    for name, (x, y) in _features(trace).items():
+        coef = robust_fit(x, y)
+        comps.append(Component(name, y, x @ coef if len(y) else y, coef))
+    t, d, o = (c.coef for c in comps)
+    model = AffineCostModel(
+        target_base_s=float(t[0]), target_per_token_s=float(t[2]), draft_base_s=float(d[0]),
+        draft_per_token_s=float(d[2]), target_per_context_token_s=float(t[3]),
+        draft_per_context_token_s=float(d[3]), target_per_request_s=float(t[1]),
+        draft_per_request_s=float(d[1]), step_base_s=float(o[0]), step_per_request_s=float(o[1]))
+    return model, comps

@@ -1,0 +1,83 @@
+"""The calibration profile: what ``specgrove calibrate`` fitted, as a JSON file a scenario
+names (``[calibration] profile = "..."``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from specgrove.cost import AffineCostModel
+from specgrove.trace import Trace
+
+PROFILE_VERSION = 1
+DRAFT_FIELDS = ("confidence_mean", "confidence_concentration", "tail_ratio", "scale", "gamma")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass
+class Profile:
+    cost: AffineCostModel
+    draft: dict  # SyntheticDraft parameters (exact mode)
+    # method -> domain -> distinct [tree size, accepted + 1, rounds, expanded, count] (tabulated)
+    acceptance_rows: dict[str, dict[str, list[list[int]]]]
+    sources: list[str] = field(default_factory=list)  # the traces it was fitted on
+    fit: dict = field(default_factory=dict)  # quality of each fit, for the report
+
+    def to_json(self) -> dict:
+        return {"version": PROFILE_VERSION, "sources": self.sources, "cost": asdict(self.cost),
+                "draft": self.draft, "acceptance_rows": self.acceptance_rows, "fit": self.fit}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+
+def load_profile(path: str | Path) -> Profile:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read profile: {exc.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProfileError(f"{path}: not a JSON profile ({exc})") from None
+    if not isinstance(data, dict) or data.get("version") != PROFILE_VERSION:
+        raise ProfileError(f"{path}: profile version {data.get('version') if isinstance(data, dict) else None!r}; "
+                           f"this reader reads {PROFILE_VERSION}")
+    cost_fields = {f.name for f in fields(AffineCostModel)}
+    cost = data.get("cost")
+    if not isinstance(cost, dict) or set(cost) != cost_fields:
+        raise ProfileError(f"{path}: 'cost' must have exactly the fields {', '.join(sorted(cost_fields))}")
+    draft = data.get("draft")
+    if not isinstance(draft, dict) or any(k not in draft for k in DRAFT_FIELDS):
+        raise ProfileError(f"{path}: 'draft' must have {', '.join(DRAFT_FIELDS)}")
+    try:
+        model = AffineCostModel(**{k: float(v) for k, v in cost.items()})
+    except (TypeError, ValueError) as exc:
+        raise ProfileError(f"{path}: cost: {exc}") from None
+    rows = data.get("acceptance_rows", {})
+    ok = isinstance(rows, dict) and all(
+        isinstance(by, dict) and all(isinstance(r, list) and all(isinstance(x, list) and len(x) == 5 for x in r)
+                                     for r in by.values()) for by in rows.values())
+    if not ok:
+        raise ProfileError(f"{path}: 'acceptance_rows' must map method -> domain -> "
+                           "[tree size, accepted + 1, rounds, expanded, count] rows")
+    return Profile(model, {k: float(draft[k]) for k in DRAFT_FIELDS}, rows, list(data.get("sources", [])),
+                   data.get("fit", {}))
+
+
+def calibrate(trace: Trace, sources: list[str]) -> tuple[Profile, list]:
+    """Fit a profile to a trace; also returns the cost components (for the report's plot)."""
+    from specgrove.calibration.acceptance_fit import acceptance_curve, acceptance_rows, fit_draft
+    from specgrove.calibration.cost_fit import fit_cost
+
+    if not trace.steps:
+        raise ProfileError("the traces hold no steps")
+    model, comps = fit_cost(trace)
+    fitted = fit_draft(trace)
+    draft = {k: fitted[k] for k in DRAFT_FIELDS}
+    fit = {c.name: c.quality() for c in comps}
+    fit["acceptance"] = {"levels": fitted["levels"], "curve": acceptance_curve(trace)}
+    return Profile(model, draft, acceptance_rows(trace), sources, fit), comps

@@ -1,0 +1,67 @@
+"""The calibration report: fit quality as markdown, measured against fitted as a PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from specgrove.calibration.profile import DRAFT_FIELDS, Profile
+
+
+def markdown(profile: Profile, command: str) -> str:
+    lines = ["# Calibration profile", "", f"Command: `{command}`", "",
+             "Traces: " + ", ".join(f"`{s}`" for s in profile.sources), "",
+             "## Cost model (robust least squares)", "",
+             "| component | points | R² | rel. error p50 | p90 | p99 | mean measured ms | mean fitted ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in ("verify", "draft", "other"):
+        q = profile.fit.get(name, {})
+        if not q.get("points"):
+            lines.append(f"| {name} | 0 | - | - | - | - | - | - |")
+            continue
+        lines.append(f"| {name} | {q['points']} | {q['r2']:.4f} | {q['rel_error_p50']:.1%} | {q['rel_error_p90']:.1%} | "
+                     f"{q['rel_error_p99']:.1%} | {q['mean_measured_ms']:.3f} | {q['mean_fitted_ms']:.3f} |")
+    lines += ["", "Fitted terms (seconds): " + ", ".join(f"`{k}` {v:.3g}" for k, v in vars(profile.cost).items() if v), "",
+              "## Acceptance", "",
+              f"Synthetic draft (exact mode), fitted on {profile.fit.get('acceptance', {}).get('levels', 0)} tested "
+              "tree levels: " + ", ".join(f"`{k}` {profile.draft[k]:.3f}" for k in DRAFT_FIELDS), "",
+              "Measured rows (tabulated mode): " + ", ".join(
+                  f"`{m}` ({', '.join(f'{d}: {sum(x[4] for x in r)} request steps' for d, r in by.items())})"
+                  for m, by in profile.acceptance_rows.items())]
+    return "\n".join(lines) + "\n"
+
+
+def plot(profile: Profile, components: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    for ax, comp in zip(axes, components):
+        if len(comp.measured):
+            y, f = comp.measured * 1e3, comp.fitted * 1e3
+            ax.scatter(y, f, s=6, alpha=0.4)
+            top = max(float(y.max()), float(f.max())) * 1.05
+            ax.plot([0, top], [0, top], color="black", lw=0.8)
+            r2 = profile.fit[comp.name].get("r2")
+            ax.set_title(f"{comp.name} time, R² {r2:.3f}")
+        ax.set(xlabel="measured (ms)", ylabel="fitted (ms)")
+    curve = profile.fit.get("acceptance", {}).get("curve")
+    ax = axes[3]
+    if curve:
+        edges = np.asarray(curve["edges"])
+        mids = (edges[:-1] + edges[1:]) / 2
+        count = np.asarray(curve["count"])
+        keep = count > 0
+        ax.scatter(mids[keep], np.asarray(curve["rate"])[keep], s=10 + 60 * count[keep] / max(count.max(), 1),
+                   label="measured (top child)")
+        q = np.linspace(0.01, 1, 100)
+        ax.plot(q, np.minimum(profile.draft["scale"] * q ** profile.draft["gamma"], 1), color="C1",
+                label=f"fit: {profile.draft['scale']:.2f} q^{profile.draft['gamma']:.2f}")
+        ax.legend(fontsize=8)
+    ax.set(xlabel="node score q", ylabel="P(accepted)", title="confidence -> acceptance", xlim=(0, 1), ylim=(0, 1.05))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
