@@ -19,21 +19,19 @@ import asyncio
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
+from specgrove.executor.bench import load_prompts
+from specgrove.executor.engine import EngineConfig, build_engine
+from specgrove.executor.loading import load_pair
+from specgrove.executor.methods import method_options
+from specgrove.serve.process import start_server as start
+from specgrove.serve.process import stop_server as stop
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "serve"))
-
-from server_proc import start, stop  # noqa: E402
-
-from specgrove.executor.bench import load_prompts  # noqa: E402
-from specgrove.executor.engine import EngineConfig, build_engine  # noqa: E402
-from specgrove.executor.loading import load_pair  # noqa: E402
-from specgrove.executor.methods import method_options  # noqa: E402
 
 
 def in_process(pair, options, method, prompt_ids, batch, max_tokens):

@@ -28,6 +28,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("specgrove.commands.sim", "simulate a serving scenario (TOML) and write its metrics"),
     "sweep": ("specgrove.commands.sweep", "simulate variants of a scenario in parallel; table and plot"),
     "calibrate": ("specgrove.commands.calibrate", "fit the simulator's cost and acceptance models to step traces"),
+    "replay": ("specgrove.commands.replay", "replay a recorded real run in the simulator under other policies"),
+    "validate": ("specgrove.commands.validate", "run the same workload on the real executor and the calibrated simulator; errors and rankings"),
     "serve": ("specgrove.commands.serve", "serve the engine over an OpenAI-compatible HTTP API"),
     "load": ("specgrove.commands.load", "replay a timed workload against a server, open loop; CSV and summary"),
 }

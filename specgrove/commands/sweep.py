@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from specgrove.commands import UsageError
@@ -21,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from specgrove.sim.api import sweep
     from specgrove.sim.scenario import ScenarioError
-    from specgrove.sim.sweep import parse_vary, plot, table
+    from specgrove.sim.sweep import parse_vary, table, write_sweep
 
     if not args.vary:
         raise UsageError("sweep needs at least one --vary FIELD=V1,V2,...")
@@ -31,14 +30,9 @@ def run(args: argparse.Namespace) -> int:
         results = sweep(args.scenario, parse_vary(args.vary), seed=args.seed, processes=args.processes)
     except ScenarioError as exc:
         raise UsageError(str(exc)) from None
-    text = table(results)
-    print(text)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "sweep.md").write_text("```\n" + text + "\n```\n")
-        (out / "sweep.json").write_text(json.dumps([{"vary": v, "summary": r.summary} for v, r in results], indent=2) + "\n")
-        x_field = "workload.rate" if any(v.startswith("workload.rate") for v in args.vary) else next(iter(results[0][0]))
-        plot(results, out / "sweep.png", x_field)
-        print(f"wrote {out}/sweep.md, sweep.json, sweep.png")
+        print(write_sweep(results, Path(args.out), list(results[0][0])))
+        print(f"wrote {args.out}/sweep.md, sweep.json, sweep.png")
+    else:
+        print(table(results))
     return 0

@@ -103,3 +103,17 @@ def plot(results: list[tuple[dict[str, Any], Any]], path: Path, x_field: str = "
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def write_sweep(results: list[tuple[dict[str, Any], Any]], out: Path, fields: list[str]) -> str:
+    """DIR/sweep.md (the table), DIR/sweep.json (each variant's overrides and summary) and
+    DIR/sweep.png; returns the table."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    text = table(results)
+    (out / "sweep.md").write_text("```\n" + text + "\n```\n")
+    (out / "sweep.json").write_text(json.dumps([{"vary": v, "summary": r.summary} for v, r in results], indent=2) + "\n")
+    x_field = "workload.rate" if "workload.rate" in fields else fields[0]
+    plot(results, out / "sweep.png", x_field)
+    return text

@@ -1,55 +1,15 @@
-"""Start ``specgrove serve`` as a real process on 127.0.0.1 and stop it (bounded waits)."""
+"""Test helpers around ``specgrove.serve.process``: a server as a context manager, and one
+metric read from /metrics."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from contextlib import contextmanager
 
 import httpx
 
+from specgrove.serve.process import free_port, start_server, stop_server  # noqa: F401
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(*args: str, threads: int = 1, startup_s: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """A server with ``args``; one torch thread by default, the other core being the client's."""
-    port = free_port()
-    cmd = [sys.executable, "-c", "import sys; from specgrove.cli import main; sys.exit(main())", "serve",
-           "--host", "127.0.0.1", "--port", str(port), "--threads", str(threads), "--log-level", "warning", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + startup_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}: {proc.stdout.read()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    proc.kill()
-    raise RuntimeError(f"the server did not come up within {startup_s} s")
-
-
-def stop(proc: subprocess.Popen, timeout_s: float = 60.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    return proc.returncode
+start, stop = start_server, stop_server
 
 
 @contextmanager
