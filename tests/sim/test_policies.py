@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from sim_scenarios import small_scenario
 
 from specgrove import registry
@@ -71,7 +72,22 @@ def test_routers():
     assert SpeculationAware().route(req, loads()) == 0
     picks = [PowerOfTwo(np.random.default_rng(3)).route(req, loads()) for _ in range(2)]
     assert picks[0] == picks[1]  # same seed, same choice
-    assert all(p in (1, 2) or p == 0 for p in picks)
+
+
+def test_power_of_two_takes_the_less_loaded_of_its_two_samples():
+    # Outstanding tokens 400, 300, 300. Of the three equally likely pairs, {0, 1} and {1, 2}
+    # go to replica 1 (the tie to the lower id), {0, 2} to replica 2: replica 0, the busiest,
+    # is never chosen; 1 gets 2/3 of the requests and 2 gets 1/3. A router blind to load
+    # would send 0 its share.
+    router = PowerOfTwo(np.random.default_rng(7))
+    req = Request(9, 10, 100)
+    counts = np.bincount([router.route(req, loads()) for _ in range(3000)], minlength=3)
+    assert counts[0] == 0
+    assert counts[1] / 3000 == pytest.approx(2 / 3, abs=0.03)
+    assert counts[2] / 3000 == pytest.approx(1 / 3, abs=0.03)
+    # Two replicas: both are always sampled, so the less loaded one always wins.
+    two = [ReplicaLoad(0, 1, 500), ReplicaLoad(1, 1, 20)]
+    assert {router.route(req, two) for _ in range(50)} == {1}
 
 
 def test_simulator_does_not_import_torch():
