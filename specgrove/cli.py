@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("specgrove.commands.calibrate", "fit the simulator's cost and acceptance models to step traces"),
     "replay": ("specgrove.commands.replay", "replay a recorded real run in the simulator under other policies"),
     "validate": ("specgrove.commands.validate", "run the same workload on the real executor and the calibrated simulator; errors and rankings"),
+    "profile": ("specgrove.commands.profile", "time forwards of a model shape with random weights; fit and roofline error"),
     "serve": ("specgrove.commands.serve", "serve the engine over an OpenAI-compatible HTTP API"),
     "load": ("specgrove.commands.load", "replay a timed workload against a server, open loop; CSV and summary"),
 }

@@ -6,7 +6,9 @@ for them (``specgrove.sim.planner``), so a profile fitted here plugs straight in
     verify   = t_base + t_req * batch + t_tok * tokens in the forward + t_ctx * cached tokens
     draft    = sum over rounds r of (d_base + d_req * decoders + d_tok * width_r + d_ctx * cached)
                + one more draft forward over the prompts of requests prefilled in the step
-    other    = s_base + s_req * batch                     (host work after verification)
+    other    = s_base + s_req * batch        (host work after verification, plus the gap to the
+                                              next step when no admission came in between: a
+                                              server's streaming and scheduling)
 
 The executor prefills apart; its ``prefill`` lines add target and draft points with the
 prompts as the forward's tokens and no cached context. ``scipy.optimize.least_squares`` with
@@ -61,9 +63,24 @@ def robust_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return fit.x / scale
 
 
+def _gaps(trace: Trace) -> dict[int, float]:
+    """Seconds from each step's end to the next step's start, where the next step of the same
+    run follows directly (no prefill between them), by position in ``trace.steps``."""
+    admitted = {(p.labels, p.step) for p in trace.prefills}
+    gaps = {}
+    for i, (a, b) in enumerate(zip(trace.steps, trace.steps[1:])):
+        follows = b.labels == a.labels and b.step == a.step + 1 and b.start_s >= a.end_s
+        # An admission in between (a prefill line, or prefill inside the step) means the
+        # engine may have been idle, waiting for an arrival: that gap is not host work.
+        if follows and not b.num_prefill and (b.labels, b.step) not in admitted:
+            gaps[i] = b.start_s - a.end_s
+    return gaps
+
+
 def _features(trace: Trace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     target_x, target_y, draft_x, draft_y, other_x, other_y = [], [], [], [], [], []
-    for s in trace.steps:
+    gaps = _gaps(trace)
+    for i, s in enumerate(trace.steps):
         target_x.append([1.0, s.batch_size, s.tokens_in_forward, s.context_tokens])
         target_y.append(s.verify_ms / 1e3)
         rounds = s.draft_rounds
@@ -74,8 +91,9 @@ def _features(trace: Trace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             draft_x.append([rounds + extra, rounds * decoders + extra * s.num_prefill,
                             sum(s.round_widths) + extra * s.prefill_tokens, rounds * ctx])
             draft_y.append(s.draft_ms / 1e3)
-        other_x.append([1.0, s.batch_size])
-        other_y.append(s.other_ms / 1e3)
+        if i in gaps or i == len(trace.steps) - 1:
+            other_x.append([1.0, s.batch_size])
+            other_y.append(s.other_ms / 1e3 + gaps.get(i, 0.0))
     for p in trace.prefills:
         target_x.append([1.0, p.num_requests, p.prompt_tokens, 0.0])
         target_y.append(p.target_ms / 1e3)
