@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _workload(path: str, seed: int | None):
+def resolve_workload(path: str, seed: int | None):
     """(arrivals, SLO, window seconds, seed) from a scenario TOML or an arrival trace."""
     from specgrove.sim.build import resolve
     from specgrove.sim.cluster import rng_streams
@@ -54,7 +54,7 @@ def _workload(path: str, seed: int | None):
     return arrivals, SloSpec(), arrivals[-1].arrival_s, 0 if seed is None else seed
 
 
-def _pool(args: argparse.Namespace, needed: bool) -> list[int]:
+def prompt_pool(args: argparse.Namespace, needed: bool) -> list[int]:
     if not needed:
         return []
     from specgrove.serve.load import LoadError, prompt_texts
@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from specgrove.serve.load import LoadError, cut_prompts, records, replay
     from specgrove.sim.metrics import request_rows, summarise, write_requests_csv, write_summary
 
-    arrivals, slo, window_s, seed = _workload(args.workload, args.seed)
-    pool = _pool(args, any(a.prompt is None for a in arrivals))
+    arrivals, slo, window_s, seed = resolve_workload(args.workload, args.seed)
+    pool = prompt_pool(args, any(a.prompt is None for a in arrivals))
     try:
         prompts = cut_prompts(arrivals, pool, np.random.default_rng([seed, 1]))
     except LoadError as exc:

@@ -40,7 +40,7 @@ def _floats(text: str, flag: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     from specgrove.calibration.profile import ProfileError, load_profile
     from specgrove.calibration.validate import RunPair, capacity, cdf_plot, real_run, report, rescale, write_arrivals
-    from specgrove.commands.load import _pool, _workload
+    from specgrove.commands.load import prompt_pool, resolve_workload
     from specgrove.serve.load import LoadError, cut_prompts
     from specgrove.serve.process import start_server, stop_server
     from specgrove.sim.api import run_scenario
@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
     policies = [p.strip() for p in (args.policies or base.policies.tree).split(",") if p.strip()]
     for p in policies:
         check_method(p)
-    arrivals, _, _, seed = _workload(args.workload, args.seed)
+    arrivals, _, _, seed = resolve_workload(args.workload, args.seed)
     try:
-        prompts = cut_prompts(arrivals, _pool(args, any(a.prompt is None for a in arrivals)), np.random.default_rng([seed, 1]))
+        prompts = cut_prompts(arrivals, prompt_pool(args, any(a.prompt is None for a in arrivals)), np.random.default_rng([seed, 1]))
     except LoadError as exc:
         raise UsageError(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
