@@ -37,5 +37,6 @@ def p_value(samples, probs):
     obs = np.append(counts[big], counts[~big].sum())
     exp = np.append(expected[big], expected[~big].sum())
     if exp[-1] == 0:
+        assert obs[-1] == 0, f"{int(obs[-1])} samples fell on tokens of probability zero"
         obs, exp = obs[:-1], exp[:-1]
     return chisquare(obs, exp * obs.sum() / exp.sum()).pvalue
