@@ -7,9 +7,9 @@ paths are really compacted. Checked against transformers' forward of the target:
 
 * the law of the first token (prefill) and the second (the first verification);
 * the joint law of tokens 2 and 3, under each request's own warp;
-* every token against its own history's law, and in particular the first token drawn after a
-  compaction of an accepted path in a cache row other than row 0 (stale K/V there changes
-  that token's law, and only sampling at temperature < 1 makes it visible here);
+* every token against its own history's law, and in particular the tokens drawn after an
+  accepted path was compacted in a cache row other than row 0 (stale K/V there changes their
+  law; the peaked temperature-0.6 half is what makes the change large enough to see);
 
 and two broken residual rules (sample from p after a rejection; subtract q without
 renormalising) must fail the same checks.
