@@ -115,14 +115,16 @@ class ExactAcceptance:
     def speculate(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator,
                   budget: int | None = None, draft=None) -> Speculation:
         """The shared speculation step on synthetic answers (or on ``draft``'s, a
-        ``BatchDraftFn``). With ``budget`` given (table building), every request gets exactly
-        that many nodes, bypassing the batch-budget policy."""
+        ``BatchDraftFn``). With ``budget`` given (table building), every request keeps exactly
+        that many nodes, bypassing the batch-budget policy; it still grows with the full
+        per-request budget, as exact mode does before a share cuts it (so a table for a small
+        share charges the draft work the real step would)."""
         n = len(domains)
         if draft is None:
             draft = lambda ids, exps: self.draft_round(ids, exps, domains, rng)  # noqa: E731
         if budget is None:
             return speculate(self.policy, self.budget_fn, self.budget, self.total_budget(n), contexts, draft)
-        return speculate(self.policy, lambda scores, _: [budget] * len(scores), budget, budget * n, contexts, draft)
+        return speculate(self.policy, lambda scores, _: [budget] * len(scores), self.budget, budget * n, contexts, draft)
 
     def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator, budget: int | None = None) -> Outcome:
         """One step for a batch: speculate, then walk each tree to its accepted length."""
