@@ -197,6 +197,23 @@ MUTATIONS = [
         ("tests/sim/test_properties.py::test_exact_and_tabulated_agree_where_the_node_cap_binds",),
     ),
     Mutation(
+        "tabulated-table-grows-with-share",
+        "a tabulated table for a share grows its candidates with the share, not the full budget "
+        "(the bug the capped-roofline test found: far less draft work than exact mode)",
+        "specgrove/sim/acceptance.py",
+        "lambda scores, _: [budget] * len(scores), self.budget, budget * n, contexts, draft)",
+        "lambda scores, _: [budget] * len(scores), budget, budget * n, contexts, draft)",
+        ("tests/sim/test_properties.py::test_exact_and_tabulated_agree_where_the_node_cap_binds_with_the_roofline",),
+    ),
+    Mutation(
+        "calibrated-profile-ignored",
+        "a scenario's calibration profile is read but the roofline keeps running",
+        "specgrove/sim/build.py",
+        "        cost = profile.cost\n",
+        "        pass\n",
+        ("tests/calibration/test_calibration.py::test_round_trip_reproduces_throughput_and_tpot",),
+    ),
+    Mutation(
         "tabulated-ignores-domain",
         "tabulated acceptance draws every domain's rows from the first domain's table",
         "specgrove/sim/acceptance.py",
