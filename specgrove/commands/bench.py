@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from specgrove.commands import int_list
 from specgrove.commands.executor_args import (
     add_decoding_arguments,
     add_pair_arguments,
@@ -30,18 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(max_new_tokens=64)
 
 
-def _int_list(text: str, flag: str) -> list[int]:
-    from specgrove.commands import UsageError
-
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"{flag} must be comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise UsageError(f"{flag} must list integers >= 1, got {text!r}")
-    return values
-
-
 def run(args: argparse.Namespace) -> int:
     from specgrove.commands import UsageError
 
@@ -54,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         check_method(tree, extra=(HF_ASSISTED,))
         if split not in registry.names("batch-budget"):
             raise UsageError(f"{m}: unknown batch-budget policy {split!r}; valid: {', '.join(registry.names('batch-budget'))}")
-    batch_sizes = _int_list(args.batch_sizes, "--batch-sizes")
+    batch_sizes = int_list(args.batch_sizes, "--batch-sizes")
     check_decoding(args)
     if args.temperature != 0:
         raise UsageError("bench measures greedy decoding; drop --temperature")

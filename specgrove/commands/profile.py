@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from specgrove.commands import UsageError
+from specgrove.commands import UsageError, int_list
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,16 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="directory for profile.json and profile.md")
 
 
-def _ints(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"{flag} must be comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise UsageError(f"{flag} must list integers >= 1, got {text!r}")
-    return values
-
-
 def run(args: argparse.Namespace) -> int:
     from specgrove.sim.hardware import GPUS
     from specgrove.sim.models import MODELS
@@ -44,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     gpu_name = args.gpu or ("H100-SXM" if args.device.startswith("cuda") else "cpu-2core")
     if gpu_name not in GPUS:
         raise UsageError(f"--gpu: unknown gpu preset {gpu_name!r}; valid: {', '.join(sorted(GPUS))}")
-    batches, tokens, contexts = (_ints(v, f) for v, f in ((args.batches, "--batches"), (args.tokens, "--tokens"),
+    batches, tokens, contexts = (int_list(v, f) for v, f in ((args.batches, "--batches"), (args.tokens, "--tokens"),
                                                           (args.contexts, "--contexts")))
     if args.repeats < 1:
         raise UsageError(f"--repeats must be >= 1, got {args.repeats}")

@@ -18,15 +18,22 @@ from specgrove.executor.forward_batch import ForwardBatch
 from specgrove.executor.runtime import LeanModel
 
 
-def _time_forward(model: LeanModel, num_tokens: int, context: int, repeats: int) -> float:
-    """Median seconds of one forward of ``num_tokens`` new tokens over ``context`` cached ones,
-    in cache row 0 (call before any request holds it)."""
-    batch = ForwardBatch([context + num_tokens])
-    batch.add(0, context, [1] * num_tokens, range(context, context + num_tokens),
-              range(context, context + num_tokens), [range(context, context + j) for j in range(num_tokens)])
-    kwargs = batch.build(model.device, select=[(0, j) for j in range(num_tokens)])
+def forward_kwargs(model: LeanModel, rows: int, num_tokens: int, context: int) -> dict:
+    """A forward of ``num_tokens`` new tokens in each of cache rows 0..rows-1 over ``context``
+    cached slots each (whatever they hold: only time is measured), with every new token's
+    logits read, as a verification or a draft round reads them."""
+    batch = ForwardBatch([context + num_tokens] * rows)
+    for row in range(rows):
+        batch.add(row, context, [1] * num_tokens, range(context, context + num_tokens),
+                  range(context, context + num_tokens), [range(context, context + j) for j in range(num_tokens)])
+    return batch.build(model.device, select=[(r, j) for r in range(rows) for j in range(num_tokens)])
+
+
+def median_forward_s(model: LeanModel, kwargs: dict, repeats: int, warmups: int = 1) -> float:
+    """Median seconds of ``model.forward(**kwargs)`` over ``repeats`` runs after ``warmups``
+    untimed ones (caches, allocators, kernel selection)."""
     times = []
-    for _ in range(repeats + 1):  # the first run warms caches and allocators
+    for _ in range(warmups + repeats):
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)
         t0 = time.perf_counter()
@@ -34,7 +41,13 @@ def _time_forward(model: LeanModel, num_tokens: int, context: int, repeats: int)
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)
         times.append(time.perf_counter() - t0)
-    return float(np.median(times[1:]))
+    return float(np.median(times[warmups:]))
+
+
+def _time_forward(model: LeanModel, num_tokens: int, context: int, repeats: int) -> float:
+    """Median seconds of one forward of ``num_tokens`` new tokens over ``context`` cached ones,
+    in cache row 0 (call before any request holds it)."""
+    return median_forward_s(model, forward_kwargs(model, 1, num_tokens, context), repeats)
 
 
 def _fit(model: LeanModel, widths: list[int], contexts: list[int], repeats: int) -> tuple[float, float, float]:

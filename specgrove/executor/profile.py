@@ -9,13 +9,11 @@ for the same shape and device preset, point by point.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from specgrove.executor.forward_batch import ForwardBatch
+from specgrove.executor.measure import forward_kwargs, median_forward_s
 from specgrove.executor.runtime import from_hf
 from specgrove.sim.models import ModelSpec
 
@@ -43,27 +41,6 @@ def build_random(spec: ModelSpec, device: str, dtype: torch.dtype, vocab: int = 
     return model.eval()
 
 
-def time_point(lean, batch: int, tokens: int, context: int, repeats: int) -> float:
-    """Median seconds of one forward: ``tokens`` new tokens in each of ``batch`` rows over
-    ``context`` cached slots each (the cache content is whatever is there: time is what
-    matters)."""
-    fb = ForwardBatch([context + tokens] * batch)
-    for row in range(batch):
-        fb.add(row, context, [1] * tokens, range(context, context + tokens), range(context, context + tokens),
-               [range(context, context + j) for j in range(tokens)])
-    kwargs = fb.build(lean.device, select=[(r, tokens - 1) for r in range(batch)])
-    times = []
-    for _ in range(repeats + 2):  # two warm-ups: allocator and kernel selection
-        if lean.device.type == "cuda":
-            torch.cuda.synchronize(lean.device)
-        t0 = time.perf_counter()
-        lean.forward(**kwargs)
-        if lean.device.type == "cuda":
-            torch.cuda.synchronize(lean.device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times[2:]))
-
-
 def profile_shape(spec: ModelSpec, device: str, dtype: torch.dtype, batches, tokens, contexts, repeats: int,
                   progress=None) -> list[Point]:
     model = build_random(spec, device, dtype)
@@ -72,7 +49,8 @@ def profile_shape(spec: ModelSpec, device: str, dtype: torch.dtype, batches, tok
     for b in batches:
         for t in tokens:
             for c in contexts:
-                points.append(Point(b, t, c, time_point(lean, b, t, c, repeats)))
+                kwargs = forward_kwargs(lean, b, t, c)
+                points.append(Point(b, t, c, median_forward_s(lean, kwargs, repeats, warmups=2)))
                 if progress:
                     progress(points[-1])
     return points
