@@ -43,7 +43,9 @@ def _positive(value: float) -> float:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities are refused in every numeric field: an infinite rate or duration would
+    # run forever, a NaN compares false everywhere and slips past every bound.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ClusterSpec(Strict):
@@ -175,7 +177,7 @@ class Scenario(Strict):
     name: str = "scenario"
     seed: int = 0
     duration_s: float = 60.0  # arrivals stop here
-    horizon_s: float | None = None  # the run stops here; None: when every request is done
+    horizon_s: float | None = Field(None, gt=0)  # the run stops here; None: when every request is done
     cluster: ClusterSpec = ClusterSpec()
     models: ModelsSpec = ModelsSpec(pair="demo")
     deployment: DeploymentSpec = DeploymentSpec()

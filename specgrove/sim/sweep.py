@@ -31,6 +31,8 @@ def parse_vary(specs: Sequence[str]) -> dict[str, list]:
         field, sep, values = spec.partition("=")
         if not sep or not field or not values:
             raise ScenarioError(f"--vary {spec!r}: expected FIELD=V1,V2,...")
+        if field.strip() in vary:  # keeping only the last would silently drop values
+            raise ScenarioError(f"--vary {field.strip()} is given twice; list all its values in one --vary")
         vary[field.strip()] = [parse_value(v) for v in values.split(",")]
     return vary
 

@@ -93,7 +93,8 @@ def load_trace(path: str | Path) -> list[Arrival]:
             if name not in row:
                 raise ArrivalTraceError(f"{where}: missing field {name!r}")
             value = row[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or (kind is int and value != int(value)):
                 raise ArrivalTraceError(f"{where}: field {name!r} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
         if row["arrival_s"] < 0 or row["prompt_tokens"] < 1 or row["output_tokens"] < 1:
             raise ArrivalTraceError(f"{where}: arrival_s must be >= 0 and token counts >= 1")
