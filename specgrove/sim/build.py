@@ -60,7 +60,7 @@ def build(s: Scenario) -> Built:
     if cl.gpus_per_node % dep.tp:
         raise ScenarioError(f"deployment.tp: {dep.tp} does not divide gpus_per_node {cl.gpus_per_node}")
     topo = Topology(GPUS[cl.gpu], cl.num_nodes, cl.gpus_per_node, LINKS[cl.intra_link], LINKS[cl.inter_link])
-    draft_gpus = dep.draft_gpus if dep.draft_placement == "apart" else 0
+    draft_gpus = dep.draft_gpus if dep.draft_placement == "separate" else 0
     needed = dep.num_replicas * (dep.tp + draft_gpus)
     if needed > topo.num_gpus:
         raise ScenarioError(

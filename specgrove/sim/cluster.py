@@ -53,6 +53,7 @@ class SimCluster:
             tree_budget=s.policies.tree_budget, domain_index={d: i for i, d in enumerate(built.domains)},
             expected_tau=expected_tau,
             expected_step_s=built.cost.target_forward_s(1, s.policies.tree_budget + 1, 0),
+            microbatches=s.deployment.microbatches if s.deployment.draft_placement == "separate" else 1,
         )
         self.ledger = Ledger()
         self.arrivals_done = False
@@ -77,8 +78,14 @@ class SimCluster:
         return self.arrivals_done and all(r.is_parked for r in self.replicas)
 
     def utilisation(self, elapsed_s: float) -> dict:
+        """Busy fraction of each replica resource over ``elapsed_s``, averaged over replicas.
+        ``overlap``: the fraction of time a replica's draft GPU and target GPUs were busy at
+        once (a separate draft in ping-pong); ``draft_overlap``: the share of draft-GPU busy
+        time that overlapped the target's (0 when the draft GPU never worked)."""
         out = {}
-        for key in ("gpu", "draft_gpu", "tp_link", "draft_link"):
+        for key in ("gpu", "draft_gpu", "tp_link", "draft_link", "overlap"):
             values = [r.busy_s[key] / elapsed_s for r in self.replicas] if elapsed_s > 0 else [0.0]
             out[key] = float(np.mean(values))
+        draft_s = sum(r.busy_s["draft_gpu"] for r in self.replicas)
+        out["draft_overlap"] = sum(r.busy_s["overlap"] for r in self.replicas) / draft_s if draft_s > 0 else 0.0
         return out

@@ -9,7 +9,7 @@ tensor-parallel group of n GPUs::
 
 (P params, L layers, d hidden, w bytes per param, kv KV bytes per token, F peak FLOP/s, B
 memory bandwidth). Two all-reduces per layer (after attention and after the MLP) is the
-Megatron tensor-parallel pattern. A draft that sits apart also pays ``transfer_s`` per step to
+Megatron tensor-parallel pattern. A separate draft also pays ``transfer_s`` per step to
 ship tree tokens and probabilities one way and the accepted tokens back.
 
 It implements ``specgrove.cost.CostModel``, so a model calibrated on the executor can
@@ -88,7 +88,7 @@ class RooflineCostModel:
         return comm_fixed + comm_per_token * num_tokens if num_tokens > 0 else 0.0
 
     def transfer_s(self, num_tree_nodes: int, num_accepted: int) -> float:
-        """Draft-apart traffic of one step: candidates out, accepted tokens back."""
+        """Separate-draft traffic of one step: candidates out, accepted tokens back."""
         if self.draft_link is None:
             return 0.0
         out = self.draft_link.transfer_s(num_tree_nodes * TRANSFER_BYTES_PER_NODE)

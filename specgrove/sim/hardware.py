@@ -73,7 +73,7 @@ def allreduce_s(num_bytes: float, num_ranks: int, link: Link) -> float:
 @dataclass(frozen=True)
 class Placement:
     """Where one replica lives: its target GPUs, its draft GPUs (empty: shares the target's)
-    and the link that carries draft tokens when the draft sits apart."""
+    and the link that carries draft tokens when the draft is separate."""
 
     replica_id: int
     target_gpus: tuple[int, ...]

@@ -1,9 +1,14 @@
 """One replica: admit from its queue, run one batched draft+verify step, apply the outcome.
 
 Each step is one SimPy timeout for the whole batch (one event per step, never per token).
-The replica's GPUs are a SimPy resource held for the step; a draft that sits apart has its
-own GPU resource and a link resource for shipping candidates. A replica with nothing to do
-waits on an event that the next routed arrival triggers; it never polls.
+The replica's GPUs are a SimPy resource held for the step; a separate draft has its own GPU
+resource and a link resource for shipping candidates. A replica with nothing to do waits on
+an event that the next routed arrival triggers; it never polls.
+
+The running requests live in micro-batches (``pingpong.MicroBatch``): one, stepped by ``run``
+(draft, transfer, verify in turn), unless a separate draft overlaps the target with two in
+ping-pong (``pingpong.cycle``, one process each); admission, preemption and the outcome of a
+step are the same code for both.
 
 A replica gets everything it reads at construction (``ReplicaSetup``, the shared planner and
 ``Ledger``) and reports its load through ``load()``; nothing outside edits its state.
@@ -19,9 +24,9 @@ import simpy
 
 from specgrove.policies.router import ReplicaLoad
 from specgrove.sim.hardware import Placement
+from specgrove.sim.pingpong import MicroBatch, Overlap, assign, cycle
 from specgrove.sim.planner import Planner, StepPlan
 from specgrove.sim.records import Ledger
-from specgrove.sim.running_batch import RunningBatch
 from specgrove.trace import Record, RequestShare, RequestTimes, StepRecord
 from specgrove.types import Request
 
@@ -36,6 +41,7 @@ class ReplicaSetup:
     domain_index: dict[str, int]
     expected_tau: float  # tokens per step, until measured
     expected_step_s: float  # seconds per step, until measured
+    microbatches: int = 1  # with a separate draft: 2 ping-pong (draft of one overlaps verify of the other)
 
 
 class Replica:
@@ -49,51 +55,74 @@ class Replica:
         self.gpus = simpy.Resource(env, 1)
         self.draft_gpus = simpy.Resource(env, 1) if placement.draft_gpus else None
         self.draft_link = simpy.Resource(env, 1) if placement.draft_gpus else None
-        self.batch = RunningBatch()
+        pingpong = bool(placement.draft_gpus) and setup.microbatches > 1
+        self.micro = [MicroBatch(i) for i in range(setup.microbatches if pingpong else 1)]
         self.waiting: list[Request] = []
         self.requests: dict[int, Request] = {}
-        self.wake: simpy.Event | None = None
         self.outstanding_tokens = 0
         self.tau_ema = setup.expected_tau
         self.step_ema = setup.expected_step_s
-        self.busy_s = {"gpu": 0.0, "draft_gpu": 0.0, "tp_link": 0.0, "draft_link": 0.0}
-        self.num_steps = 0
-        env.process(self.run())
+        # "overlap": seconds the draft GPU and the target GPUs were busy at once
+        self.busy_s = {"gpu": 0.0, "draft_gpu": 0.0, "tp_link": 0.0, "draft_link": 0.0, "overlap": 0.0}
+        self.overlap = Overlap() if pingpong else None
+        self.num_steps = 0  # the replica's steps, over all its micro-batches
+        if pingpong:
+            for mb in self.micro:
+                env.process(cycle(self, mb))
+        else:
+            env.process(self.run())
 
     # -- arrivals and the load report ---------------------------------------------------
     def submit(self, request: Request) -> None:
         self.waiting.append(request)
         self.requests[request.request_id] = request
         self.outstanding_tokens += request.max_new_tokens
-        if self.wake is not None and not self.wake.triggered:
-            self.wake.succeed()
+        for mb in self.micro:
+            mb.rouse()
+
+    @property
+    def num_running(self) -> int:
+        return sum(len(mb) for mb in self.micro)
 
     def load(self) -> ReplicaLoad:
         """The snapshot a router sees."""
-        return ReplicaLoad(self.id, len(self.batch) + len(self.waiting), self.outstanding_tokens,
+        return ReplicaLoad(self.id, self.num_running + len(self.waiting), self.outstanding_tokens,
                            self.tau_ema, self.step_ema)
 
     @property
     def is_parked(self) -> bool:
-        """Waiting on its wake event: nothing to do until an arrival."""
-        return self.wake is not None
+        """Every micro-batch waiting on its wake event: nothing to do until an arrival."""
+        return all(mb.wake is not None for mb in self.micro)
 
     # -- admission and preemption -----------------------------------------------------------
     def _need(self) -> np.ndarray:
-        """KV tokens each running request needs for the next step."""
-        b = self.batch
+        """KV tokens each running request (every micro-batch's, pending ones too) needs for
+        the next step."""
+        if len(self.micro) == 1:
+            return self._batch_need(self.micro[0].batch)
+        parts = [self._batch_need(mb.batch) for mb in self.micro]
+        parts += [np.array([self._row_need(r) for r in mb.pending], dtype=np.int64) for mb in self.micro]
+        return np.concatenate(parts)
+
+    def _batch_need(self, b) -> np.ndarray:
         if not self.scheduler.preempt:
             return b.reserved
         return b.ctx + b.prefill + self.setup.tree_budget + 1
+
+    def _row_need(self, row: dict) -> int:
+        """``_batch_need`` of a pending row (admitted, not yet in its micro-batch)."""
+        return row["reserved"] if not self.scheduler.preempt else row["prefill"] + self.setup.tree_budget + 1
 
     def _reject(self, req: Request) -> None:
         self.ledger.reject(req.request_id)
         self.outstanding_tokens -= req.remaining_tokens
 
-    def _admit(self, now: float) -> None:
-        b, setup = self.batch, self.setup
+    def _admit(self, now: float, mb: MicroBatch) -> None:
+        """Admit in policy order into micro-batch ``mb`` (at its step boundary) or, when
+        there are two, into whichever has fewer requests (``pingpong.assign``)."""
+        setup = self.setup
         cap = setup.kv_capacity_tokens
-        free_slots = setup.max_batch - len(b)
+        free_slots = setup.max_batch - self.num_running
         if not self.waiting or free_slots <= 0:
             return
         used = int(self._need().sum())
@@ -117,41 +146,54 @@ class Replica:
                          "dom": setup.domain_index[r.domain], "reserved": reserve})
         if taken:
             self.waiting = [r for i, r in enumerate(self.waiting) if i not in taken]
-            self.batch.append(rows)
+            if len(self.micro) == 1:
+                mb.batch.append(rows)
+            else:
+                assign(rows, self.micro, mb)
 
-    def _preempt(self, now: float) -> None:
-        b = self.batch
+    def _preempt(self, now: float, mb: MicroBatch) -> None:
+        """Evict the scheduler's victims from ``mb`` while KV overflows, keeping one request.
+        With two micro-batches only ``mb``'s own go (the other's are mid-step), its last one
+        too if the other still holds requests: the replica, not each half, keeps one."""
+        b = mb.batch
         while len(b) > 1 and int(self._need().sum()) > self.setup.kv_capacity_tokens:
-            running = [self.requests[int(rid)] for rid in b.rid]
-            for req, left in zip(running, b.left.tolist()):
-                req.num_generated = req.max_new_tokens - left
-            i = self.scheduler.victim(running, now)
-            rec = self.ledger.records[running[i].request_id]
-            rec.preemptions += 1
-            rec.leave_batch(b.row(i), self.num_steps)
-            self.waiting.append(running[i])  # recomputed on readmission (prefill of prompt + generated)
-            mask = np.ones(len(b), dtype=bool)
-            mask[i] = False
-            b.keep(mask)
+            self._evict(mb, now)
+        if len(b) == 1 and self.num_running > 1 and int(self._need().sum()) > self.setup.kv_capacity_tokens:
+            self._evict(mb, now)
+
+    def _evict(self, mb: MicroBatch, now: float) -> None:
+        b = mb.batch
+        running = [self.requests[int(rid)] for rid in b.rid]
+        for req, left in zip(running, b.left.tolist()):
+            req.num_generated = req.max_new_tokens - left
+        i = self.scheduler.victim(running, now)
+        rec = self.ledger.records[running[i].request_id]
+        rec.preemptions += 1
+        rec.leave_batch(b.row(i), mb.steps)
+        self.waiting.append(running[i])  # recomputed on readmission (prefill of prompt + generated)
+        mask = np.ones(len(b), dtype=bool)
+        mask[i] = False
+        b.keep(mask)
 
     # -- the step ------------------------------------------------------------------------
     def run(self):
-        env = self.env
+        """One micro-batch: draft, transfer (separate draft) and verify in turn."""
+        env, mb = self.env, self.micro[0]
         held = None  # the replica holds its GPUs from waking until it parks again
         while True:
-            if not len(self.batch) and not self.waiting:
+            if not len(mb.batch) and not self.waiting:
                 if held is not None:
                     self.gpus.release(held)
                     held = None
-                self.wake = env.event()
-                yield self.wake
-                self.wake = None
-            self._admit(env.now)
+                mb.wake = env.event()
+                yield mb.wake
+                mb.wake = None
+            self._admit(env.now, mb)
             if self.scheduler.preempt:
-                self._preempt(env.now)
-            if not len(self.batch):
+                self._preempt(env.now, mb)
+            if not len(mb.batch):
                 continue  # everything waiting was rejected
-            plan = self.planner.plan(self.batch)
+            plan = self.planner.plan(mb.batch)
             started = env.now
             if self.draft_gpus is None:
                 if held is None:
@@ -168,13 +210,16 @@ class Replica:
                 with self.gpus.request() as hold:
                     yield hold
                     yield env.timeout(plan.verify_s + plan.other_s)
-            self._account(plan)
+            self._account(plan, mb)
             if self.on_trace is not None:
-                self._trace(plan, started, env.now)
-            self._apply(plan, env.now)
+                self._trace(plan, mb, started, env.now)
+            self._apply(plan, mb, env.now)
 
-    def _account(self, plan: StepPlan) -> None:
+    def _account(self, plan: StepPlan, mb: MicroBatch, step_s: float | None = None) -> None:
+        """Busy times and the step-time estimate; ``step_s``: the step's wall time when it
+        is not the sum of its parts (micro-batches waiting on each other)."""
         self.num_steps += 1
+        mb.steps += 1
         busy = self.busy_s
         if self.draft_gpus is None:
             busy["gpu"] += plan.draft_s + plan.verify_s + plan.other_s
@@ -183,11 +228,13 @@ class Replica:
             busy["draft_gpu"] += plan.draft_s
             busy["draft_link"] += plan.transfer_s
         busy["tp_link"] += plan.comm_s
-        self.step_ema += 0.05 * (plan.draft_s + plan.verify_s + plan.transfer_s + plan.other_s - self.step_ema)
+        if step_s is None:
+            step_s = plan.draft_s + plan.verify_s + plan.transfer_s + plan.other_s
+        self.step_ema += 0.05 * (step_s - self.step_ema)
 
-    def _trace(self, plan: StepPlan, start_s: float, end_s: float) -> None:
+    def _trace(self, plan: StepPlan, mb: MicroBatch, start_s: float, end_s: float) -> None:
         """This step as the executor would have traced it (before ``_apply`` moves the batch)."""
-        b = self.batch
+        b = mb.batch
         dec = np.ones(len(b), dtype=bool) if plan.is_prefill is None else ~plan.is_prefill
         out, shares = plan.outcome, []
         if out is not None:
@@ -207,15 +254,15 @@ class Replica:
             tuple(shares), num_prefill=num_prefill,
             prefill_tokens=int(b.prefill[~dec].sum()) if num_prefill else 0))
 
-    def _apply(self, plan: StepPlan, now: float) -> None:
-        b = self.batch
+    def _apply(self, plan: StepPlan, mb: MicroBatch, now: float) -> None:
+        b = mb.batch
         emitted = plan.emitted
         if plan.num_decoding == len(b):  # the common case: everyone decoding, no masks
             b.grow(emitted, plan.num_emitted)
         else:
             for rid in b.rid[plan.is_prefill].tolist():
                 self.ledger.first_token(rid, now)
-            b.finish_prefill(plan.is_prefill, emitted, self.num_steps)
+            b.finish_prefill(plan.is_prefill, emitted, mb.steps)
         total = plan.num_emitted
         self.outstanding_tokens -= total
         self.ledger.tokens_emitted += total
@@ -227,7 +274,7 @@ class Replica:
             for i in np.flatnonzero(done).tolist():
                 row = b.row(i)
                 rec = self.ledger.records[row["rid"]]
-                rec.leave_batch(row, self.num_steps)
+                rec.leave_batch(row, mb.steps)
                 self.ledger.finish(row["rid"], now)
                 if self.on_trace is not None:
                     self.on_trace(RequestTimes(rec.request_id, rec.prompt_tokens, rec.output_tokens, rec.arrival_s,

@@ -80,8 +80,11 @@ class ModelsSpec(Strict):
 class DeploymentSpec(Strict):
     num_replicas: int = Field(1, ge=1)
     tp: int = Field(1, ge=1)
-    draft_placement: Literal["same", "apart"] = "same"
-    draft_gpus: int = Field(1, ge=1)  # only when the draft sits apart
+    draft_placement: Literal["same", "separate"] = "same"
+    draft_gpus: int = Field(1, ge=1)  # only with a separate draft
+    # With a separate draft: micro-batches in ping-pong. 1: draft, transfer, verify in turn;
+    # 2: one drafts while the other verifies. Ignored when the draft shares the target's GPUs.
+    microbatches: int = Field(2, ge=1, le=2)
     max_batch: int = Field(64, ge=1)
     kv_memory_fraction: float = Field(0.9, gt=0, le=1)
     mfu: float = Field(0.6, gt=0, le=1)
