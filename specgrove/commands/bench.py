@@ -10,9 +10,14 @@ from specgrove.commands import int_list
 from specgrove.commands.executor_args import (
     add_decoding_arguments,
     add_pair_arguments,
+    add_placement_arguments,
     check_decoding,
     check_method,
     load_pair_or_exit,
+    pair_source,
+    placement_from_args,
+    rank_threads,
+    run_torchrun_worker,
 )
 
 DEFAULT_METHODS = "ar,chain,static,sequoia,dynamic,dynamic-cost,hf-assisted"
@@ -28,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", required=True, help="directory for bench.json, bench.md, speedup.png")
     add_decoding_arguments(parser)
+    add_placement_arguments(parser)
     parser.set_defaults(max_new_tokens=64)
 
 
@@ -37,7 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from specgrove import registry
     from specgrove.executor.bench import HF_ASSISTED, PromptFileError, load_prompts, split_variant
 
+    placement = placement_from_args(args)
+    if run_torchrun_worker(args, placement):
+        return 0
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if placement.is_distributed and HF_ASSISTED in methods:
+        raise UsageError(f"{HF_ASSISTED} runs in one process; drop it from --methods with {placement.describe()}")
     for m in methods:
         tree, split = split_variant(m, args.batch_budget)
         check_method(tree, extra=(HF_ASSISTED,))
@@ -54,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     except PromptFileError as exc:
         raise UsageError(str(exc)) from None
     pair = load_pair_or_exit(args)
+    if placement.is_distributed:
+        import torch
+
+        torch.set_num_threads(rank_threads(args, placement.world_size))
 
     from tqdm import tqdm
 
@@ -72,13 +87,14 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
 
     results = run_bench(pair, methods, prompts, batch_sizes, args.max_new_tokens, args.budget, args.repeats,
-                        args.batch_budget, args.trace, progress)
+                        args.batch_budget, args.trace, progress, placement, pair_source(args, placement.world_size))
     bar.close()
     rows = aggregate(results)
     config = {"pair": pair.name if pair.name == "demo" else f"{pair.target_path} + {pair.draft_path}",
               "methods": methods, "prompts": str(args.prompts), "num_prompts": len(prompts),
               "batch_sizes": batch_sizes, "max_new_tokens": args.max_new_tokens, "budget": args.budget,
-              "batch_budget": args.batch_budget, "repeats": args.repeats, "seed": args.seed}
+              "batch_budget": args.batch_budget, "repeats": args.repeats, "seed": args.seed,
+              "placement": placement.describe(), "threads_per_rank": rank_threads(args, placement.world_size)}
     out = Path(args.out)
     write_report(out, rows, config)
     print((out / "bench.md").read_text())

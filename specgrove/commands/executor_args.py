@@ -71,3 +71,82 @@ def load_pair_or_exit(args: argparse.Namespace):
         return load_pair(args.target, args.draft, device=args.device)
     except PairLoadError as exc:
         raise UsageError(str(exc)) from None
+
+
+def add_placement_arguments(parser: argparse.ArgumentParser, replicas: bool = False) -> None:
+    """Where the models run: the words of the simulator's ``[deployment]`` section."""
+    group = parser.add_argument_group("placement (one replica's ranks; see docs/parallel.md)")
+    group.add_argument("--tp", type=int, default=None, help="tensor-parallel ranks of the target (default 1)")
+    group.add_argument("--draft-placement", choices=["same", "separate"], default=None,
+                       help="the draft on the target's ranks, or on a rank of its own (default same)")
+    group.add_argument("--microbatches", type=int, default=None,
+                       help="with a separate draft: micro-batches in ping-pong, 2 overlaps draft and target "
+                            "(default 2), 1 does not")
+    if replicas:
+        group.add_argument("--replicas", type=int, default=None, help="data-parallel replicas (default 1)")
+    group.add_argument("--deployment", metavar="FILE",
+                       help="a scenario TOML whose [deployment] section gives the placement instead")
+
+
+def placement_from_args(args: argparse.Namespace):
+    """The ``Placement`` the flags (or ``--deployment FILE``) describe; bad values exit with one
+    line."""
+    from specgrove.commands import UsageError
+    from specgrove.executor.parallel.placement import Placement, PlacementError, placement_from_deployment
+
+    flags = {"tp": args.tp, "draft_placement": args.draft_placement, "microbatches": args.microbatches,
+             "num_replicas": getattr(args, "replicas", None)}
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        if args.deployment:
+            if given:
+                names = ", ".join("--" + k.replace("_", "-").replace("num-", "") for k in given)
+                raise UsageError(f"--deployment gives the placement; drop {names}")
+            placement = placement_from_deployment(args.deployment)
+        else:
+            placement = Placement(**given)
+    except PlacementError as exc:
+        raise UsageError(str(exc)) from None
+    if placement.num_replicas > 1 and not hasattr(args, "replicas"):
+        raise UsageError(f"{args.deployment}: deployment.num_replicas = {placement.num_replicas}: "
+                         "only `serve` runs several replicas")
+    return placement
+
+
+def _cpu_cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def rank_threads(args: argparse.Namespace, world: int) -> int:
+    """torch threads per rank: ``--threads``, else this machine's cores shared by the ranks
+    (processes x threads must not exceed the cores: oversubscribed torch crawls)."""
+    return args.threads or max(1, _cpu_cores() // world)
+
+
+def pair_source(args: argparse.Namespace, world: int = 1):
+    """What the other ranks of a replica load: the same pair, device and thread share."""
+    from specgrove.executor.parallel.placement import PairSource
+
+    return PairSource(args.target, args.draft, args.device, rank_threads(args, world))
+
+
+def run_torchrun_worker(args: argparse.Namespace, placement) -> bool:
+    """Under ``torchrun``, ranks other than 0 serve rank 0 and return True; rank 0 (and a run
+    outside torchrun) returns False and goes on with the command."""
+    from specgrove.executor.parallel import launch
+
+    if not launch.under_torchrun() or launch.torchrun_rank() == 0:
+        return False
+    if launch.torchrun_world() != placement.world_size:
+        from specgrove.commands import UsageError
+
+        raise UsageError(f"torchrun started {launch.torchrun_world()} ranks; the placement "
+                         f"({placement.describe()}) needs {placement.world_size}")
+    launch.worker_main(launch.torchrun_rank(), placement.world_size, placement, args.device,
+                       rank_threads(args, placement.world_size), 60.0)
+    return True

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from specgrove.executor.engine import EngineConfig, build_engine
+from specgrove.executor.engine import EngineConfig
 from specgrove.executor.loading import ModelPair
 from specgrove.executor.methods import method_options
+from specgrove.executor.parallel.placement import PairSource, Placement
+from specgrove.executor.parallel.replica import open_replica
 from specgrove.jsonl import read_jsonl
 from specgrove.trace import TraceWriter, summarize
 
@@ -61,16 +63,28 @@ class RunResult:
 
 
 def run_engine(pair: ModelPair, method: str, options: dict, prompt_ids: list[list[int]], batch_size: int,
-               max_new_tokens: int, budget: int, batch_budget: str, trace: TraceWriter) -> tuple[dict, list[list[int]]]:
+               max_new_tokens: int, budget: int, batch_budget: str, trace: TraceWriter,
+               placement: Placement | None = None, source: PairSource | None = None) -> tuple[dict, list[list[int]]]:
+    """One run on a fresh engine (on ``placement``'s ranks, started before the clock and
+    stopped after it); the stats add the draft wire's traffic when the draft is separate."""
     config = EngineConfig(method=method, budget=budget, batch_budget=batch_budget, max_batch=batch_size)
-    engine = build_engine(pair.target, pair.draft, config, options, on_trace=trace.record)
-    first = len(trace.steps)
-    started = time.perf_counter()
-    ids = [engine.add_request(p, max_new_tokens) for p in prompt_ids]
-    out = engine.run()
-    wall = time.perf_counter() - started
+    replica = open_replica(pair, source or PairSource(), placement or Placement(), config, options,
+                           on_trace=trace.record, threads=(source.threads if source else None) or 1)
+    try:
+        engine = replica.engine
+        first = len(trace.steps)
+        started = time.perf_counter()
+        ids = [engine.add_request(p, max_new_tokens) for p in prompt_ids]
+        out = engine.run()
+        wall = time.perf_counter() - started
+        traffic = replica.traffic
+    finally:
+        replica.close()
     outputs = [out[i] for i in ids]
-    return summarize(trace.steps[first:], sum(map(len, outputs)), wall), outputs
+    stats = summarize(trace.steps[first:], sum(map(len, outputs)), wall)
+    if traffic is not None:
+        stats["wire"] = traffic
+    return stats, outputs
 
 
 def run_hf_assisted(pair: ModelPair, prompt_ids: list[list[int]], max_new_tokens: int) -> tuple[dict, list[list[int]]]:
@@ -101,7 +115,8 @@ def run_hf_assisted(pair: ModelPair, prompt_ids: list[list[int]], max_new_tokens
 
 def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_sizes: list[int],
               max_new_tokens: int, budget: int, repeats: int, batch_budget: str = "uniform",
-              trace_path: str | None = None, progress: Callable[[str], None] | None = None) -> list[RunResult]:
+              trace_path: str | None = None, progress: Callable[[str], None] | None = None,
+              placement: Placement | None = None, source: PairSource | None = None) -> list[RunResult]:
     prompt_ids = [pair.tokenizer(p["text"])["input_ids"] for p in prompts]
     measurement_text = "\n".join(p["text"] for p in prompts)
     trees = {m: split_variant(m, batch_budget) for m in methods if m != HF_ASSISTED}
@@ -117,7 +132,7 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
                 else:
                     tree, split = trees[m]
                     run_engine(pair, tree, options[tree], prompt_ids[:batch_size], batch_size, 8, budget, split,
-                               TraceWriter(None))
+                               TraceWriter(None), placement, source)
             for rep in range(repeats):
                 for m in runnable:
                     trace.labels = {"method": m, "max_batch": batch_size, "repeat": rep}
@@ -126,7 +141,7 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
                     else:
                         tree, split = trees[m]
                         stats, outs = run_engine(pair, tree, options[tree], prompt_ids, batch_size, max_new_tokens,
-                                                 budget, split, trace)
+                                                 budget, split, trace, placement, source)
                     results.append(RunResult(m, batch_size, rep, stats, outs))
                     if progress:
                         progress(f"batch {batch_size} {m} rep {rep}: {stats['tokens_per_s']:.1f} tok/s, tau {stats['tau']:.2f}")
@@ -149,6 +164,11 @@ def aggregate(results: list[RunResult]) -> list[dict]:
                "verify_ms_per_step": float(np.median([r.stats["verify_ms"] / max(r.stats["target_forwards"], 1) for r in runs])),
                "wall_ms_per_step": float(np.median([1e3 * r.stats["wall_s"] / max(r.stats["target_forwards"], 1) for r in runs])),
                "tokens_per_s_runs": [r.stats["tokens_per_s"] for r in runs]}
+        wires = [r.stats["wire"] for r in runs if "wire" in r.stats]
+        if wires:  # a separate draft: what crossed per step, and how much draft time was hidden
+            row["wire_bytes_per_step"] = float(np.median([w["step_bytes_per_step"] for w in wires]))
+            row["wire_bytes_per_node"] = float(np.median([w["step_bytes_per_node"] for w in wires]))
+            row["overlap_fraction"] = float(np.median([w["overlap_fraction"] for w in wires]))
         if b in reference:
             ref = reference[b]
             row["outputs_equal_ar"] = sum(o == w for o, w in zip(runs[0].outputs, ref))

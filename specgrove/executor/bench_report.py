@@ -22,7 +22,8 @@ def write_report(out: Path, rows: list[dict], config: dict) -> None:
         f"# specgrove bench: pair `{config['pair']}`, {config['num_prompts']} prompts, "
         f"{config['max_new_tokens']} new tokens, budget {config['budget']}, {config['batch_budget']}",
         "",
-        f"Device: {machine()}. Medians of {config['repeats']} interleaved repeats after a warm-up; "
+        f"Device: {machine()}. Placement: {config.get('placement', 'tp=1, draft=same')}. Medians of "
+        f"{config['repeats']} interleaved repeats after a warm-up; "
         "speed-up = tokens/s over `ar`'s at the same batch size. tau = tokens per target forward.",
         "",
         "| batch | method | tau | tokens/s | speed-up vs ar | nodes/step | draft ms/step | verify ms/step | step ms | = ar |",
@@ -35,6 +36,13 @@ def write_report(out: Path, rows: list[dict], config: dict) -> None:
             f"{r['speedup_vs_ar']:.2f} | {r['mean_tree_size']:.1f} | {r['draft_ms_per_step']:.2f} | "
             f"{r['verify_ms_per_step']:.2f} | {r['wall_ms_per_step']:.2f} | {same} |"
         )
+    wired = [r for r in rows if "wire_bytes_per_step" in r]
+    if wired:
+        lines += ["", "Separate draft: bytes on the wire per step (both ways, admissions apart), per tree node, "
+                  "and the share of the draft's time hidden behind verification.", "",
+                  "| batch | method | bytes/step | bytes/node | overlap |", "|---:|---|---:|---:|---:|"]
+        lines += [f"| {r['batch_size']} | {r['method']} | {r['wire_bytes_per_step']:.0f} | "
+                  f"{r['wire_bytes_per_node']:.1f} | {r['overlap_fraction']:.2f} |" for r in wired]
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     plot_speedup(out / "speedup.png", rows, config)
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 import torch
 
 from specgrove import registry
-from specgrove.executor.draft_worker import DraftWorker
+from specgrove.executor.draft_side import LocalDraft
 from specgrove.executor.measure import measure_cost_model
 from specgrove.executor.request_state import RequestState
 from specgrove.executor.runtime import LeanModel, from_hf
 from specgrove.executor.sampling import SamplingParams
 from specgrove.executor.target_worker import TargetWorker
 from specgrove.policies.base import TreePolicy
-from specgrove.policies.speculation import Speculation, speculate
+from specgrove.policies.speculation import Speculation
 from specgrove.trace import Labels, PrefillRecord, Record, RequestShare, RequestTimes, StepRecord
 
 
@@ -39,36 +39,71 @@ class EngineConfig:
     scheduler: str = "fcfs"  # a registered scheduler policy: who is admitted first
 
 
+class Counter:
+    """Numbers handed out in turn (request ids, step indices)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def take(self) -> int:
+        self.value += 1
+        return self.value - 1
+
+
+def cancel_waiting(waiting: list[RequestState], finished: dict[int, RequestState], request_id: int) -> bool:
+    """Move a request that is still waiting to ``finished``, cancelled; False if not waiting."""
+    for i, seq in enumerate(waiting):
+        if seq.request_id == request_id:
+            del waiting[i]
+            seq.is_finished = seq.is_cancelled = True
+            seq.finish_s = time.perf_counter()
+            finished[request_id] = seq
+            return True
+    return False
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 class SpecEngine:
-    def __init__(self, target: LeanModel, draft: LeanModel, config: EngineConfig,
-                 policy: TreePolicy, on_trace: Callable[[Record], None] | None = None) -> None:
-        if target.vocab_size != draft.vocab_size:
-            raise ValueError(f"target vocabulary ({target.vocab_size}) != draft vocabulary ({draft.vocab_size})")
+    def __init__(self, target: LeanModel, draft: LeanModel | None, config: EngineConfig,
+                 policy: TreePolicy, on_trace: Callable[[Record], None] | None = None,
+                 drafter=None, ids: Counter | None = None, steps: Counter | None = None) -> None:
+        """``draft``: a lean model in this process, or None with ``drafter``, a draft side
+        elsewhere (see ``draft_side``). ``ids`` and ``steps`` number requests and steps; engines
+        that share them (micro-batches of one replica) number as one."""
         self.config, self.policy = config, policy
         self.split = registry.get("batch-budget", config.batch_budget)
         self.scheduler = registry.create("scheduler", config.scheduler)
         self.target = TargetWorker(target)
-        self.draft = DraftWorker(draft)
+        self.drafter = drafter if drafter is not None else LocalDraft(draft, policy, self.split, config.budget)
+        if target.vocab_size != self.drafter.vocab_size:
+            raise ValueError(f"target vocabulary ({target.vocab_size}) != draft vocabulary ({self.drafter.vocab_size})")
         # Positions must stay inside both models' context; cache slots have extra headroom for
         # the tree nodes of a step (slots are not positions, see runtime.kv).
-        self.max_positions = min(target.max_positions, draft.max_positions)
+        self.max_positions = min(target.max_positions, self.drafter.max_positions)
         self.waiting: list[RequestState] = []
         self.active: list[RequestState] = []
         self.finished: dict[int, RequestState] = {}
         self.on_trace = on_trace  # gets every step, prefill and finished request (specgrove.trace)
         self.labels = Labels(config.method, config.max_batch)
-        self.step_index = 0
-        self._next_id = 0
+        self._ids = ids if ids is not None else Counter()
+        self._steps = steps if steps is not None else Counter()
 
     # ---- requests -----------------------------------------------------------------------
     def add_request(self, prompt: list[int], max_new_tokens: int, sampling: SamplingParams | None = None,
                     seed: int | None = None, deadline_s: float | None = None, ignore_eos: bool = False) -> int:
-        """Queue a request; ``sampling`` defaults to the config's, ``seed`` (sampling) to one
+        """Queue a request (see ``new_request``); returns its id."""
+        seq = self.new_request(prompt, max_new_tokens, sampling, seed, deadline_s, ignore_eos)
+        self.waiting.append(seq)
+        return seq.request_id
+
+    def new_request(self, prompt: list[int], max_new_tokens: int, sampling: SamplingParams | None = None,
+                    seed: int | None = None, deadline_s: float | None = None,
+                    ignore_eos: bool = False) -> RequestState:
+        """A checked request state, not yet queued; ``sampling`` defaults to the config's, ``seed`` (sampling) to one
         derived from the config's seed and the request id; ``deadline_s`` is absolute
         (``time.perf_counter()`` seconds), for deadline-aware schedulers; ``ignore_eos``
         generates ``max_new_tokens`` whatever comes."""
@@ -81,28 +116,21 @@ class SpecEngine:
                 f"prompt ({len(prompt)} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
                 f"model context ({self.max_positions} tokens)"
             )
-        rid = self._next_id
-        self._next_id += 1
+        rid = self._ids.take()
         sampling = sampling or self.config.sampling
         gen = None
         if not sampling.is_greedy:
             # One generator per request: its tokens do not depend on who shares the batch.
             gen = torch.Generator(device=self.target.model.device)
             gen.manual_seed(self.config.seed * 1_000_003 + rid if seed is None else seed)
-        self.waiting.append(RequestState(rid, list(prompt), max_new_tokens, sampling, gen, deadline_s, ignore_eos,
-                                         arrival_s=time.perf_counter()))
-        return rid
+        return RequestState(rid, list(prompt), max_new_tokens, sampling, gen, deadline_s, ignore_eos,
+                            arrival_s=time.perf_counter())
 
     def cancel(self, request_id: int) -> bool:
         """Stop a request between steps (its cache row is freed at the next step); returns
         whether it was still waiting or running."""
-        for i, seq in enumerate(self.waiting):
-            if seq.request_id == request_id:
-                del self.waiting[i]
-                seq.is_finished = seq.is_cancelled = True
-                seq.finish_s = time.perf_counter()
-                self.finished[request_id] = seq
-                return True
+        if cancel_waiting(self.waiting, self.finished, request_id):
+            return True
         for seq in self.active:
             if seq.request_id == request_id and not seq.is_finished:
                 seq.is_finished = seq.is_cancelled = True
@@ -128,12 +156,12 @@ class SpecEngine:
         first_tokens = self.target.prefill(new)
         _sync(self.target.model.device)
         t1 = time.perf_counter()
-        self.draft.prefill(new)
+        self.drafter.prefill(new)
         _sync(self.target.model.device)
         out = []
         t2 = time.perf_counter()
         if self.on_trace is not None:
-            self.on_trace(PrefillRecord(self.step_index, now, t2, len(new), sum(len(s.prompt) for s in new),
+            self.on_trace(PrefillRecord(self._steps.value, now, t2, len(new), sum(len(s.prompt) for s in new),
                                         (t1 - now) * 1e3, (t2 - t1) * 1e3, self.labels))
         now = t2
         for seq, tok in zip(new, first_tokens):
@@ -157,7 +185,10 @@ class SpecEngine:
     def _retire(self) -> None:
         """Drop finished requests, moving the last active rows into the holes."""
         keep = [s for s in self.active if not s.is_finished]
+        if len(keep) == len(self.active):
+            return
         now = time.perf_counter()
+        self.drafter.retire([s.request_id for s in self.active if s.is_finished])
         for s in self.active:
             if s.is_finished:
                 s.finish_s = now
@@ -168,19 +199,14 @@ class SpecEngine:
         for new_row, s in enumerate(keep):
             if s.row != new_row:
                 self.target.model.cache.copy_row(s.row, new_row, s.target_len)
-                self.draft.model.cache.copy_row(s.row, new_row, s.draft_len)
+                self.drafter.move_row(s, new_row)
                 s.row = new_row
         self.active = keep
 
     # ---- one step ---------------------------------------------------------------------------
-    def speculate(self, seqs: list[RequestState]) -> tuple[Speculation, list]:
-        """The shared speculation step on the real draft; returns it and the draft's growths."""
-        cfg = self.config
-        growths = self.draft.begin(seqs)
-        spec = speculate(self.policy, self.split, cfg.budget, cfg.budget * len(seqs),
-                         [s.target_len for s in seqs],
-                         lambda ids, expansions: self.draft.round(growths, ids, expansions))
-        return spec, growths
+    def speculate(self, seqs: list[RequestState]) -> Speculation:
+        """This step's trees from the draft side (the shared speculation step)."""
+        return self.drafter.propose(seqs)
 
     def admit(self) -> list[tuple[int, list[int]]]:
         """Free finished rows, admit waiting requests (prefill); returns their first tokens."""
@@ -201,8 +227,9 @@ class SpecEngine:
             return out
         seqs, device = self.active, self.target.model.device
         cached = [s.target_len for s in seqs]  # before this step, for the trace
+        index = self._steps.take()
         t0 = time.perf_counter()
-        spec, growths = self.speculate(seqs)
+        spec = self.speculate(seqs)
         trees = spec.trees
         _sync(device)
         t1 = time.perf_counter()
@@ -210,12 +237,11 @@ class SpecEngine:
         verdicts = self.target.accept(seqs, trees, logits)
         _sync(device)
         t2 = time.perf_counter()
-        target_moves, draft_moves = [], []
-        for seq, growth, cand, verdict in zip(seqs, growths, spec.candidates, verdicts):
+        target_moves = []
+        for seq, verdict in zip(seqs, verdicts):
             self.target.commit(seq, verdict, target_moves)
-            self.draft.commit(growth, cand, verdict.tokens, verdict.num_accepted, draft_moves)
         self.target.model.cache.apply(target_moves)
-        self.draft.model.cache.apply(draft_moves)
+        self.drafter.commit(seqs, spec, [(v.tokens, v.num_accepted) for v in verdicts])
         for seq, verdict in zip(seqs, verdicts):
             out.append((seq.request_id, self._emit(seq, verdict.tokens)))
             seq.num_steps += 1
@@ -229,10 +255,9 @@ class SpecEngine:
         t3 = time.perf_counter()
         if tracing:
             self.on_trace(StepRecord(
-                self.step_index, t0, t3, len(seqs), sum(len(t) + 1 for t in trees), sum(cached),
+                index, t0, t3, len(seqs), sum(len(t) + 1 for t in trees), sum(cached),
                 spec.num_rounds, tuple(spec.round_widths), (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3,
                 tuple(shares), self.labels))
-        self.step_index += 1
         return out
 
     def run(self) -> dict[int, list[int]]:
@@ -242,13 +267,19 @@ class SpecEngine:
         return {rid: s.generated for rid, s in sorted(self.finished.items())}
 
 
+def cache_headroom(config: EngineConfig) -> int:
+    """Cache slots past the context: one step's tree nodes (a request's share can reach the
+    batch total under a global split) and a padding slot."""
+    total = config.budget * (config.max_batch if config.batch_budget != "uniform" else 1)
+    return max(256, total) + 2
+
+
 def build_engine(target, draft, config: EngineConfig, policy_options: dict | None = None,
                  on_trace: Callable[[Record], None] | None = None) -> SpecEngine:
     """Lean models over two loaded transformers models, caches sized for the config, the tree
     policy (``dynamic-cost`` gets a cost model measured here, on the device that will run),
     and the engine."""
-    total = config.budget * (config.max_batch if config.batch_budget != "uniform" else 1)
-    headroom = max(256, total) + 2
+    headroom = cache_headroom(config)
     lean_t = from_hf(target, config.max_batch, headroom)
     lean_d = from_hf(draft, config.max_batch, headroom)
     options = dict(policy_options or {})

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP API (FastAPI) over an ``EngineRunner``.
+"""The OpenAI-compatible HTTP API (FastAPI) over an ``EngineRunner`` (or a ``ReplicaPool``,
+which offers the same calls).
 
 Routes: ``POST /v1/completions``, ``POST /v1/chat/completions`` (where the tokenizer has a chat
 template), ``GET /v1/models``, ``GET /health``, ``GET /metrics`` (Prometheus text). Streaming
@@ -138,7 +139,7 @@ class _Detokenizer:
         return text[len(before):]
 
 
-def create_app(runner: EngineRunner, served: ServedModel) -> FastAPI:
+def create_app(runner: EngineRunner, served: ServedModel) -> FastAPI:  # or a ReplicaPool
     """The app over a runner whose engine loop runs elsewhere (``runner.run`` on the main
     thread, or ``runner.start``); at shutdown, after the last connection, it asks the loop to
     finish."""
@@ -173,7 +174,11 @@ def create_app(runner: EngineRunner, served: ServedModel) -> FastAPI:
     async def health() -> Response:
         if runner.error:
             return error_response(ApiError(503, f"the engine failed: {runner.error}", kind="server_error"))
-        return JSONResponse({"status": "ok", "running": len(runner.engine.active), "waiting": runner.num_waiting})
+        body = {"status": "ok", "running": runner.num_running, "waiting": runner.num_waiting}
+        replicas = getattr(runner, "replica_status", None)  # a ReplicaPool: its replicas, alive or not
+        if replicas is not None:
+            body["replicas"] = replicas()
+        return JSONResponse(body)
 
     @app.get("/metrics")
     async def metrics() -> Response:

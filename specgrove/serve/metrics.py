@@ -2,7 +2,8 @@
 
 Counters and histograms are updated from the engine thread (prometheus_client is
 thread-safe); tau and the acceptance rate are ratios of counters, exported as gauges too so a
-dashboard need not divide.
+dashboard need not divide. With replicas (``specgrove.serve.replicas``) the front-end updates
+them from the events and step records its replicas send, and counts failures and retries.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 
 class ServeMetrics:
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, replicas: int = 1) -> None:
         self.registry = r = CollectorRegistry()
         labels = {"model": model}
         self.running = Gauge("specgrove_requests_running", "Requests in the running batch", registry=r)
@@ -35,6 +36,12 @@ class ServeMetrics:
         self.tpot = Histogram("specgrove_time_per_output_token_seconds", "Mean gap between later tokens", buckets=LATENCY_BUCKETS, registry=r)
         self.e2e = Histogram("specgrove_e2e_request_latency_seconds", "Arrival to finish", buckets=LATENCY_BUCKETS, registry=r)
         self.queue_time = Histogram("specgrove_queue_time_seconds", "Arrival to admission", buckets=LATENCY_BUCKETS, registry=r)
+        self.retries = Counter("specgrove_request_retries", "Requests re-queued after their replica failed", registry=r)
+        self.replica_failures = Counter("specgrove_replica_failures", "Replicas that died or whose engine failed", registry=r)
+        self.replicas_alive = Gauge("specgrove_replicas_alive", "Replicas serving", registry=r)
+        self.replicas_alive.set(replicas)
+        self.replica_requests = Counter("specgrove_replica_requests", "Requests routed to each replica (retries too)",
+                                        ["replica"], registry=r)
         Gauge("specgrove_model_info", "The model served", list(labels), registry=r).labels(**labels).set(1)
         self._emitted = self._request_steps = self._nodes = self._accepted = 0
 
@@ -62,15 +69,21 @@ class ServeMetrics:
 
     def observe_finish(self, seq) -> None:
         """A request that ran to its end (a ``RequestState`` with its times)."""
+        self.observe_times(len(seq.prompt), len(seq.generated), seq.arrival_s, seq.admitted_s, seq.first_token_s,
+                           seq.finish_s)
+
+    def observe_times(self, prompt_tokens: int, output_tokens: int, arrival: float, admitted: float | None,
+                      first_token: float | None, finish: float) -> None:
+        """A request that ran to its end, by its numbers (times on one clock, any origin)."""
         self.finished.inc()
-        self.prompt_tokens.inc(len(seq.prompt))
-        self.e2e.observe(seq.finish_s - seq.arrival_s)
-        if seq.admitted_s is not None:
-            self.queue_time.observe(seq.admitted_s - seq.arrival_s)
-        if seq.first_token_s is not None:
-            self.ttft.observe(seq.first_token_s - seq.arrival_s)
-            if len(seq.generated) > 1:
-                self.tpot.observe((seq.finish_s - seq.first_token_s) / (len(seq.generated) - 1))
+        self.prompt_tokens.inc(prompt_tokens)
+        self.e2e.observe(finish - arrival)
+        if admitted is not None:
+            self.queue_time.observe(admitted - arrival)
+        if first_token is not None:
+            self.ttft.observe(first_token - arrival)
+            if output_tokens > 1:
+                self.tpot.observe((finish - first_token) / (output_tokens - 1))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -63,7 +63,27 @@ class Stream:
     request_id: int | None = None
 
 
-class EngineRunner:
+class LoopHost:
+    """``run`` (the loop, on the calling thread) or ``start`` (on a thread of its own); ``stop``
+    asks it to finish (``request_stop``) and waits for a started one."""
+
+    _thread: threading.Thread | None = None
+    thread_name = "specgrove-loop"
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def request_stop(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+
+class EngineRunner(LoopHost):
+    thread_name = "specgrove-engine"
+
     def __init__(self, engine: SpecEngine, metrics: ServeMetrics, max_queue: int) -> None:
         self.engine, self.metrics, self.max_queue = engine, metrics, max_queue
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -72,22 +92,21 @@ class EngineRunner:
         self._unadded = 0  # submitted, not yet added by the engine thread
         self._lock = threading.Lock()
         self._stopping = False
-        self._thread: threading.Thread | None = None
         # perf_counter (the engine's clock) to wall-clock time, for the times clients see.
         self._wall_offset = time.time() - time.perf_counter()
         self.error: str | None = None
+        self.on_stop = None  # called once the engine loop ends (a replica stops its ranks)
 
     def run(self) -> None:
         """The engine loop on the calling thread, until ``request_stop`` and no work is left."""
         self._run()
 
-    def start(self) -> None:
-        """The engine loop on a thread of its own."""
-        self._thread = threading.Thread(target=self._run, name="specgrove-engine", daemon=True)
-        self._thread.start()
-
     def wake(self) -> None:
         self._wake.set()
+
+    @property
+    def num_running(self) -> int:
+        return len(self.engine.active)
 
     @property
     def num_waiting(self) -> int:
@@ -114,14 +133,6 @@ class EngineRunner:
         """Finish the running and waiting requests, then return from the engine loop."""
         self._stopping = True
         self._wake.set()
-
-    def stop(self, timeout_s: float) -> bool:
-        """``request_stop``, then wait up to ``timeout_s`` for a ``start``ed loop to end."""
-        self.request_stop()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
 
     # ---- the engine thread ----------------------------------------------------------------
     def _apply_inbox(self) -> None:
@@ -169,6 +180,9 @@ class EngineRunner:
             for rid in list(self._streams):
                 self._post(rid, Finish("error", now, None, None, now, 0, 0, self.error))
             self._streams.clear()
+        finally:
+            if self.on_stop is not None:
+                self.on_stop()
 
     def _post(self, rid: int, item) -> None:
         stream = self._streams.get(rid)

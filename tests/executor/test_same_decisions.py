@@ -54,9 +54,9 @@ def executor_steps(method, batch_budget, monkeypatch):
     def recording_speculate(self, seqs):
         rounds.clear()
         contexts = [s.target_len for s in seqs]
-        spec, growths = original_speculate(self, seqs)
+        spec = original_speculate(self, seqs)
         steps.append((contexts, list(rounds), spec))
-        return spec, growths
+        return spec
 
     monkeypatch.setattr(draft_worker.DraftWorker, "round", recording_round)
     monkeypatch.setattr(SpecEngine, "speculate", recording_speculate)

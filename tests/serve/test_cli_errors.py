@@ -13,6 +13,11 @@ from specgrove.cli import main
     (["serve", "--method", "magic"], "unknown method 'magic'"),
     (["serve", "--max-queue", "0"], "--max-queue must be >= 1"),
     (["serve", "--batch-budget", "all"], "--batch-budget: unknown batch-budget policy 'all'"),
+    (["serve", "--router", "random"], "--router: unknown router policy 'random'; valid: least-outstanding, "
+                                      "power-of-two, round-robin, speculation-aware"),
+    (["serve", "--replicas", "0"], "--replicas must be >= 1, got 0"),
+    (["serve", "--replicas", "2", "--port", "0", "--target", "nowhere", "--draft", "nowhere"],
+     "target model path 'nowhere' is not a directory"),
     (["load", "missing.toml", "--out", "OUT"], "missing.toml: cannot read scenario"),
     (["load", "missing.jsonl", "--out", "OUT"], "missing.jsonl: cannot read trace"),
     (["load", "t.jsonl", "--out", "OUT", "--url", "127.0.0.1:8000"], "--url must start with http://"),

@@ -25,6 +25,11 @@ class LeanModel:
     dtype: torch.dtype
     device: torch.device
 
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum a row-parallel projection's partial outputs over tensor-parallel ranks; the
+        identity until ``executor.parallel.tensor_parallel.shard`` replaces it."""
+        return x
+
     def allocate(self, max_batch: int, max_len: int) -> None:
         self.cache = KVCache(self.num_layers, max_batch, self.num_kv_heads, max_len,
                              self.head_dim, self.dtype, self.device)

@@ -44,13 +44,14 @@ class GPT2Family(LeanModel):
         x = F.embedding(tokens, self.wte) + F.embedding(positions, self.wpe)
         for i, w in enumerate(self.layers):
             h = F.layer_norm(x, (n,), w["ln_1.weight"], w["ln_1.bias"], self.eps)
-            q, k, v = F.linear(h, w["attn.c_attn.weight"], w["attn.c_attn.bias"]).split(n, dim=-1)
+            width = self.num_heads * self.head_dim  # n, or this rank's heads under tensor parallelism
+            q, k, v = F.linear(h, w["attn.c_attn.weight"], w["attn.c_attn.bias"]).split(width, dim=-1)
             q, k, v = (t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
             a = self.attend(i, q, k, v, slots, mask, num_keys, first_row)
-            x = x + F.linear(a, w["attn.c_proj.weight"], w["attn.c_proj.bias"])
+            x = x + self.reduce(F.linear(a, w["attn.c_proj.weight"], w["attn.c_proj.bias"]))
             h = F.layer_norm(x, (n,), w["ln_2.weight"], w["ln_2.bias"], self.eps)
             h = F.gelu(F.linear(h, w["mlp.c_fc.weight"], w["mlp.c_fc.bias"]), approximate="tanh")
-            x = x + F.linear(h, w["mlp.c_proj.weight"], w["mlp.c_proj.bias"])
+            x = x + self.reduce(F.linear(h, w["mlp.c_proj.weight"], w["mlp.c_proj.bias"]))
         return x
 
     def _head(self, hidden):

@@ -92,9 +92,9 @@ class LlamaFamily(LeanModel):
             q = self._rotate(q.view(B, T, hq, d).transpose(1, 2), cos, sin)
             k = self._rotate(k.view(B, T, hk, d).transpose(1, 2), cos, sin)
             v = v.view(B, T, hk, d).transpose(1, 2)
-            x = x + F.linear(self.attend(i, q, k, v, slots, mask, num_keys, first_row), w["o"])
+            x = x + self.reduce(F.linear(self.attend(i, q, k, v, slots, mask, num_keys, first_row), w["o"]))
             gate, up = F.linear(self._rms(x, w["ln2"]), w["gate_up"]).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, w["down"])
+            x = x + self.reduce(F.linear(F.silu(gate) * up, w["down"]))
         return x
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,55 @@
+"""The engine's draft side, in its own process: the shared speculation step over a DraftWorker.
+
+The engine talks to its draft through five calls, so a draft in another process
+(``executor.parallel.remote_draft``) can stand in for this one without the engine changing:
+
+    prefill(seqs)            new requests joined (rows assigned, prompts to cache)
+    propose(seqs)            this step's trees: ``speculate`` with the draft as its callback
+    commit(seqs, outcomes)   each request's (emitted tokens, number accepted) from verification
+    move_row(seq, new_row)   a request's cache row moves down (rows stay contiguous)
+    retire(request_ids)      requests that left the batch
+"""
+
+from __future__ import annotations
+
+from specgrove.executor.draft_worker import DraftWorker, Growth
+from specgrove.executor.request_state import RequestState
+from specgrove.executor.runtime import LeanModel
+from specgrove.policies.base import TreePolicy
+from specgrove.policies.speculation import Speculation, speculate
+
+
+class LocalDraft:
+    def __init__(self, model: LeanModel, policy: TreePolicy, split, budget: int) -> None:
+        self.worker = DraftWorker(model)
+        self.policy, self.split, self.budget = policy, split, budget
+        self.growths: list[Growth] = []
+        self.max_positions, self.vocab_size = model.max_positions, model.vocab_size
+
+    @property
+    def model(self) -> LeanModel:
+        return self.worker.model
+
+    def prefill(self, seqs: list[RequestState]) -> None:
+        self.worker.prefill(seqs)
+
+    def propose(self, seqs: list[RequestState]) -> Speculation:
+        """Grow, split and select: the step the simulator's exact mode runs too."""
+        growths = self.worker.begin(seqs)
+        spec = speculate(self.policy, self.split, self.budget, self.budget * len(seqs),
+                         [s.target_len for s in seqs],
+                         lambda ids, expansions: self.worker.round(growths, ids, expansions))
+        self.growths = growths
+        return spec
+
+    def commit(self, seqs: list[RequestState], spec: Speculation, outcomes: list[tuple[list[int], int]]) -> None:
+        moves: list[tuple[int, int, int]] = []
+        for growth, candidates, (tokens, num_accepted) in zip(self.growths, spec.candidates, outcomes):
+            self.worker.commit(growth, candidates, tokens, num_accepted, moves)
+        self.model.cache.apply(moves)
+
+    def move_row(self, seq: RequestState, new_row: int) -> None:
+        self.model.cache.copy_row(seq.row, new_row, seq.draft_len)
+
+    def retire(self, request_ids: list[int]) -> None:
+        """Nothing to do: this process's states are the engine's own."""
