@@ -80,6 +80,14 @@ class LoopHost:
         self._thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
         self._thread.start()
 
+    def stop(self, timeout_s: float) -> bool:
+        """``request_stop``, then wait up to ``timeout_s`` for a ``start``ed loop to end."""
+        self.request_stop()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
 
 class EngineRunner(LoopHost):
     thread_name = "specgrove-engine"

@@ -332,3 +332,31 @@ def test_serve_exits_with_one_line_when_a_replica_cannot_load(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert err.startswith("specgrove: error: replica ") and " failed to start: " in err and "Safetensor" in err
+
+
+def test_a_separate_draft_and_tp_behind_the_server(pair):
+    """One replica over three ranks (tp=2 target, the draft on its own rank): the server's
+    greedy answers equal ``ar``'s, and SIGTERM stops every rank."""
+    proc, url = start("--tp", "2", "--draft-placement", "separate", "--method", "dynamic", "--max-batch", "4")
+    try:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
+        lengths = [6, 9, 7, 8]
+        answers = [client.completions.create(model="demo", prompt=p, max_tokens=n, temperature=0)
+                   for p, n in zip(PROMPTS, lengths)]
+        want = greedy_reference(pair, PROMPTS[:4], lengths)
+        assert [a.model_extra["specgrove"]["token_ids"] for a in answers] == want
+        children = [int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split()]
+    finally:
+        assert stop(proc) == 0
+    deadline = time.monotonic() + 15
+    while [c for c in children if _alive(c)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert children and not [c for c in children if _alive(c)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "zombie" not in f.read().lower()
+    except OSError:
+        return False
