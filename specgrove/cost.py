@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 
 @runtime_checkable
 class CostModel(Protocol):
@@ -98,3 +100,102 @@ class AffineCostModel:
         if not (self.transfer_base_s or self.transfer_per_node_s):
             return 0.0
         return self.transfer_base_s + self.transfer_per_node_s * (num_tree_nodes + num_accepted)
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """One engine step as the cost model sees it (seconds; totals over the batch)."""
+
+    num_requests: int
+    target_tokens: int  # roots and tree nodes in the verification forward
+    context_tokens: int  # cached tokens over the batch
+    round_widths: tuple[int, ...]  # expanded nodes per draft round (one draft forward each)
+    draft_s: float
+    verify_s: float
+    other_s: float
+
+
+class _Ridge:
+    """Least squares on relative errors (a 1 ms forward off by 1 ms matters as much as a 100 ms
+    one off by 100 ms), with exponential forgetting, pulled toward a prior by pseudo-points
+    that decay with the data, and a thousandth of them that never does (so directions the data
+    never excites keep the prior's answer)."""
+
+    def __init__(self, prior_points: list[tuple[list[float], float]], forget: float, prior_weight: float) -> None:
+        k = len(prior_points[0][0])
+        self.forget = forget
+        self.a, self.b = np.zeros((k, k)), np.zeros(k)
+        self.a0, self.b0 = np.zeros((k, k)), np.zeros(k)
+        w = prior_weight / len(prior_points)  # the prior counts as ``prior_weight`` steps in all
+        for x, y in prior_points:
+            if not y > 0:
+                continue  # a prior without this term (zero) leaves it to the data
+            x = np.asarray(x, dtype=float) / y
+            self.a0 += w * np.outer(x, x)
+            self.b0 += w * x
+        self.a, self.b = self.a0.copy(), self.b0.copy()
+        self.a0, self.b0 = 1e-3 * self.a0, 1e-3 * self.b0
+        self.coef = self.solve()
+
+    def observe(self, x: list[float], y: float) -> None:
+        if not y > 0:
+            return  # a step too short to time tells nothing about relative error
+        x = np.asarray(x, dtype=float) / y
+        self.a = self.forget * self.a + np.outer(x, x)
+        self.b = self.forget * self.b + x
+        self.coef = self.solve()
+
+    def solve(self) -> np.ndarray:
+        coef = np.linalg.lstsq(self.a + self.a0, self.b + self.b0, rcond=None)[0]
+        return np.maximum(coef, 0.0)  # times never shrink with more work
+
+
+class OnlineCostModel:
+    """An ``AffineCostModel`` refitted from the engine's own step timings as it runs.
+
+    The prior (the model measured at start-up, outside the engine) enters as pseudo-points over
+    the shapes it was measured on; each step then adds one point for the target forward, one
+    for the draft rounds (their summed features against the step's draft time) and one for the
+    host work, with old steps forgotten geometrically (``forget`` per step). The fit is the one
+    ``specgrove calibrate`` does on traces, made incremental: what the policy weighs is time
+    inside the engine, packing and bookkeeping included.
+    """
+
+    def __init__(self, prior: AffineCostModel, forget: float = 0.98, prior_weight: float = 1.0) -> None:
+        p = prior
+        grid = [(r, t, c) for r in (1, 4, 16) for t in (1, 16, 64) for c in (64, 1024)]
+        self.target = _Ridge([([1, r, r * t, r * c], p.target_forward_s(r, r * t, r * c)) for r, t, c in grid],
+                             forget, prior_weight)
+        self.draft = _Ridge([([1, r, r * t, r * c], p.draft_step_s(r, r * t, r * c)) for r, t, c in grid],
+                            forget, prior_weight)
+        self.step = _Ridge([([1, r], p.step_overhead_s(r)) for r in (1, 4, 16)], forget, prior_weight)
+        self.prior = prior
+        self.num_observed = 0
+
+    def observe(self, t: StepTiming) -> None:
+        b, ctx = t.num_requests, t.context_tokens
+        self.target.observe([1, b, t.target_tokens, ctx], t.verify_s)
+        rounds = len(t.round_widths)
+        if rounds:
+            self.draft.observe([rounds, rounds * b, sum(t.round_widths), rounds * ctx], t.draft_s)
+        self.step.observe([1, b], t.other_s)
+        self.num_observed += 1
+
+    def current(self) -> AffineCostModel:
+        (tb, tr, tt, tc), (db, dr, dt, dc), (sb, sr) = self.target.coef, self.draft.coef, self.step.coef
+        return AffineCostModel(tb, tt, db, dt, tc, dc, tr, dr, sb, sr)
+
+    def target_forward_s(self, num_requests: int, num_tokens: int, num_context_tokens: int) -> float:
+        return float(self.target.coef @ [1, num_requests, num_tokens, num_context_tokens])
+
+    def draft_step_s(self, num_requests: int, num_tokens: int, num_context_tokens: int) -> float:
+        return float(self.draft.coef @ [1, num_requests, num_tokens, num_context_tokens])
+
+    def step_overhead_s(self, num_requests: int) -> float:
+        return float(self.step.coef @ [1, num_requests])
+
+    def target_comm_s(self, num_tokens: int) -> float:
+        return self.prior.target_comm_s(num_tokens)
+
+    def transfer_s(self, num_tree_nodes: int, num_accepted: int) -> float:
+        return self.prior.transfer_s(num_tree_nodes, num_accepted)

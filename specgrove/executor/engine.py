@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from specgrove import registry
+from specgrove.cost import OnlineCostModel, StepTiming
 from specgrove.executor.draft_side import LocalDraft
 from specgrove.executor.measure import measure_cost_model
 from specgrove.executor.request_state import RequestState
@@ -253,6 +254,8 @@ class SpecEngine:
                       for seq, tree, verdict, context, (_, emitted) in zip(seqs, trees, verdicts, cached, out)]
         self._retire()
         t3 = time.perf_counter()
+        self.policy.observe_step(StepTiming(len(seqs), sum(len(t) + 1 for t in trees), sum(cached),
+                                            tuple(spec.round_widths), t1 - t0, t2 - t1, t3 - t2))
         if tracing:
             self.on_trace(StepRecord(
                 index, t0, t3, len(seqs), sum(len(t) + 1 for t in trees), sum(cached),
@@ -284,6 +287,7 @@ def build_engine(target, draft, config: EngineConfig, policy_options: dict | Non
     lean_d = from_hf(draft, config.max_batch, headroom)
     options = dict(policy_options or {})
     if config.method == "dynamic-cost" and "cost_model" not in options:
-        options["cost_model"] = measure_cost_model(lean_t, lean_d)
+        # Measured here at start-up, then refitted from the engine's own steps as it runs.
+        options["cost_model"] = OnlineCostModel(measure_cost_model(lean_t, lean_d))
     policy = registry.create("tree", config.method, **options)
     return SpecEngine(lean_t, lean_d, config, policy, on_trace=on_trace)

@@ -69,6 +69,15 @@ class TreePolicy:
         """Cut the candidates to ``budget`` nodes by cumulative draft probability."""
         return select_top(candidates, budget)
 
+    def step_budget(self, budget: int, context_tokens: Sequence[int]) -> int:
+        """Each request's growth budget this step, before any draft round runs; 0 makes the
+        step plain decoding. Fixed policies keep the configured budget."""
+        return budget
+
+    def observe_step(self, timing) -> None:
+        """The executor's timing of the step just run (``specgrove.cost.StepTiming``), for
+        policies that learn their costs online; the simulator does not call it."""
+
 
 class PartialTree:
     """Mutable builder used inside ``grow``: append children, then freeze to a ``Tree``.

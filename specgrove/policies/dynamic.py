@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from specgrove.cost import CostModel
+from specgrove.cost import CostModel, OnlineCostModel
 from specgrove.policies.base import ROOT, PartialTree, TreeGrowth, TreePolicy
 from specgrove.policies.confidence import ConfidenceMap, as_confidence_map
 from specgrove.registry import register
@@ -65,7 +65,18 @@ def expected_tokens(cum_sorted: np.ndarray) -> np.ndarray:
 
 @register("tree", "dynamic-cost")
 class DynamicCost(Dynamic):
-    """EAGLE-2 growth with the budget chosen per step to maximise tokens per second."""
+    """EAGLE-2 growth with the budget chosen per step to maximise tokens per second.
+
+    Twice per step: before drafting, the whole batch either speculates or decodes plainly
+    (budget 0, no draft round), whichever the cost model says yields more tokens per second at
+    this batch size and context, given the expected tokens, tree size and draft rounds of recent
+    speculative steps; after growing, each request keeps the tree size that maximises its own
+    tokens per second. A plain-decoding run re-probes speculation every ``probe_every`` steps,
+    as its expected gain is only learnt while speculating. With an ``OnlineCostModel`` (the
+    executor's default) the costs are refitted from the engine's own steps as it runs.
+    """
+
+    probe_every = 16
 
     def __init__(
         self,
@@ -79,6 +90,37 @@ class DynamicCost(Dynamic):
         if cost_model is None:
             raise ValueError("dynamic-cost needs a cost_model (executor: measured; sim: the scenario's)")
         self.cost_model = cost_model
+        self._gain = self._size = self._rounds = None  # recent speculative steps, per request
+        self._plain_steps = 0
+
+    def step_budget(self, budget: int, context_tokens) -> int:
+        if budget <= 0 or self._gain is None or self._plain_steps >= self.probe_every:
+            self._plain_steps = 0
+            return budget
+        n, ctx, cm = len(context_tokens), int(sum(context_tokens)), self.cost_model
+        overhead = cm.step_overhead_s(n)
+        plain_s = cm.target_forward_s(n, n, ctx) + overhead
+        spec_s = (self._rounds * cm.draft_step_s(n, n * self.frontier, ctx)
+                  + cm.target_forward_s(n, round(n * (self._size + 1)), ctx) + overhead)
+        if self._gain / spec_s >= 1.0 / plain_s:
+            self._plain_steps = 0
+            return budget
+        self._plain_steps += 1
+        return 0
+
+    def observe_step(self, timing) -> None:
+        if isinstance(self.cost_model, OnlineCostModel):
+            self.cost_model.observe(timing)
+
+    def _remember(self, gain: float, size: int, rounds: int) -> None:
+        """Exponential averages of what speculation has been yielding, per request."""
+        if self._gain is None:
+            self._gain, self._size, self._rounds = gain, float(size), float(rounds)
+            return
+        a = 0.1
+        self._gain += a * (gain - self._gain)
+        self._size += a * (size - self._size)
+        self._rounds += a * (rounds - self._rounds)
 
     def worth_another_round(self, frontier_scores: list[float]) -> bool:
         """Another round adds at most the frontier's scores in accepted tokens (a child never
@@ -98,7 +140,10 @@ class DynamicCost(Dynamic):
         verify_s = np.array(
             [self.cost_model.target_forward_s(1, int(b) + 1, context_tokens) for b in sizes]
         )
-        return int(np.argmax(gain / (draft_s + verify_s)))
+        best = int(np.argmax(gain / (draft_s + verify_s)))
+        if len(candidates):  # a speculative step (a plain one has no candidates to learn from)
+            self._remember(float(gain[best]), best, candidates.depth)
+        return best
 
     def select(self, candidates: Tree, budget: int, context_tokens: int = 0) -> Tree:
         return select_top(candidates, self.best_budget(candidates, budget, context_tokens))

@@ -43,6 +43,9 @@ def speculate(policy: TreePolicy, split: BudgetSplit, grow_budget: int, total_bu
     selection weighs them).
     """
     widths: list[int] = []
+    grow_budget = policy.step_budget(grow_budget, context_tokens)
+    if grow_budget <= 0:
+        total_budget = 0  # plain decoding this step: no draft round, empty trees
 
     def counted(ids: list[int], expansions: list[Expansion]) -> list[DraftTopK]:
         widths.append(sum(len(e.nodes) for e in expansions))

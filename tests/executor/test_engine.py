@@ -15,7 +15,7 @@ from specgrove.executor.engine import EngineConfig, build_engine
 
 METHODS = ["ar", "chain", "static", "sequoia", "dynamic", "dynamic-cost"]
 OPTIONS = {
-    "dynamic-cost": {"cost_model": AffineCostModel(1e-3, 1e-5, 2e-4, 0.0)},
+    "dynamic-cost": {"cost_model": AffineCostModel(5e-3, 1e-5, 2e-4, 0.0)},  # speculation pays
     "sequoia": {"acceptance": [0.7, 0.15, 0.05], "max_depth": 5},
 }
 

@@ -25,7 +25,7 @@ from specgrove.sim.build import resolve
 from specgrove.sim.cluster import SimCluster
 
 BUDGET = 6
-COST = AffineCostModel(1e-3, 4e-5, 3e-4, 1e-5, 1e-6, 0.0)
+COST = AffineCostModel(5e-3, 4e-5, 3e-4, 1e-5, 1e-6, 0.0)  # speculation pays: budgets get split
 TREE_OPTIONS = {
     "dynamic": {"topk": 3, "frontier": 3, "max_depth": 4},
     "dynamic-cost": {"topk": 3, "frontier": 3, "max_depth": 4},

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from specgrove import registry
+from specgrove.cost import OnlineCostModel
 from specgrove.executor.draft_side import LocalDraft
 from specgrove.executor.engine import Counter, EngineConfig, SpecEngine, cache_headroom
 from specgrove.executor.measure import measure_cost_model
@@ -173,7 +174,8 @@ def start_replica(pair, source: PairSource, placement: Placement, config: Engine
     headroom = cache_headroom(config)
     if config.method == "dynamic-cost" and "cost_model" not in options:
         # Measured on whole models in this process, before any rank waits on us.
-        options["cost_model"] = measure_cost_model(from_hf(pair.target, 1, headroom), from_hf(pair.draft, 1, headroom))
+        options["cost_model"] = OnlineCostModel(measure_cost_model(from_hf(pair.target, 1, headroom),
+                                                                   from_hf(pair.draft, 1, headroom)))
     procs, init_method = [], None
     if not launch.under_torchrun():
         procs, init_method = launch.spawn_workers(placement, source.device, threads, step_timeout_s)

@@ -1,0 +1,81 @@
+"""``dynamic-cost`` decides per step whether to speculate at all: on a cost curve where drafting
+cannot pay (a fake, slow draft) it decodes plainly, probing speculation now and then; where
+drafting is cheap it speculates every step. The online cost model refits from step timings."""
+
+import numpy as np
+import pytest
+
+from specgrove import registry
+from specgrove.cost import AffineCostModel, OnlineCostModel, StepTiming
+from specgrove.policies import speculate
+from specgrove.policies.synthetic import MarkovPair
+
+PAIR = MarkovPair.random(vocab=24, seed=5, agreement=0.9, peak=0.05)
+CHEAP_DRAFT = AffineCostModel(target_base_s=0.010, target_per_token_s=0.0001, draft_base_s=0.0005,
+                              draft_per_token_s=0.00001)
+SLOW_DRAFT = AffineCostModel(target_base_s=0.010, target_per_token_s=0.0001, draft_base_s=0.050,
+                             draft_per_token_s=0.001)
+
+
+def run_steps(cost_model, steps=40, batch=4):
+    policy = registry.create("tree", "dynamic-cost", cost_model=cost_model, topk=3, frontier=3, max_depth=5)
+    split = registry.get("batch-budget", "uniform")
+    sizes, rounds = [], []
+    for _ in range(steps):
+        spec = speculate(policy, split, 16, 16 * batch, [100] * batch,
+                         lambda ids, exps: [PAIR.drafter(3 + i)(e) for i, e in zip(ids, exps)])
+        sizes.append(sum(len(t) for t in spec.trees))
+        rounds.append(spec.num_rounds)
+    return np.array(sizes), np.array(rounds)
+
+
+def test_a_draft_that_cannot_pay_falls_back_to_plain_decoding():
+    sizes, rounds = run_steps(SLOW_DRAFT)
+    plain = sizes == 0
+    assert plain.mean() > 0.85  # plain decoding, but for the first step and the probes
+    assert (rounds[plain] == 0).all()  # a plain step runs no draft round at all
+    probes = np.flatnonzero(~plain)
+    assert probes[0] == 0 and len(probes) <= 1 + 40 // registry.get("tree", "dynamic-cost").probe_every
+
+
+def test_a_cheap_draft_speculates_every_step():
+    sizes, rounds = run_steps(CHEAP_DRAFT)
+    assert (sizes > 0).all() and (rounds > 0).all()
+
+
+def test_fallback_is_per_batch_size():
+    """Speculation's cost grows with the batch faster than plain decoding's: a cost curve can
+    favour it for one request and not for many (what vLLM and SGLang see at large batches)."""
+    curve = AffineCostModel(target_base_s=0.010, target_per_token_s=0.0005, draft_base_s=0.0005,
+                            draft_per_token_s=0.00002)
+    small, _ = run_steps(curve, batch=1)
+    large, _ = run_steps(curve, batch=16)
+    assert (small > 0).mean() > 0.9
+    assert (large == 0).mean() > 0.8
+
+
+def test_the_online_model_learns_the_engine_s_costs():
+    truth = AffineCostModel(target_base_s=0.008, target_per_token_s=0.0002, draft_base_s=0.002,
+                            draft_per_token_s=0.00005, target_per_context_token_s=1e-6,
+                            step_base_s=0.001, step_per_request_s=0.0002)
+    online = OnlineCostModel(CHEAP_DRAFT)  # a wrong prior
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        b = int(rng.integers(1, 17))
+        tokens = b * int(rng.integers(1, 18))
+        ctx = b * int(rng.integers(20, 400))
+        widths = tuple(int(w) for w in rng.integers(b, 4 * b, size=int(rng.integers(1, 7))))
+        draft_s = sum(truth.draft_step_s(b, w, ctx) for w in widths)
+        online.observe(StepTiming(b, tokens, ctx, widths, draft_s, truth.target_forward_s(b, tokens, ctx),
+                                  truth.step_overhead_s(b)))
+    for b, t, c in [(1, 1, 100), (4, 40, 800), (16, 200, 4000)]:
+        assert online.target_forward_s(b, t, c) == pytest.approx(truth.target_forward_s(b, t, c), rel=0.05)
+        assert online.draft_step_s(b, 4 * b, c) == pytest.approx(truth.draft_step_s(b, 4 * b, c), rel=0.05)
+    assert online.step_overhead_s(8) == pytest.approx(truth.step_overhead_s(8), rel=0.05)
+
+
+def test_without_observations_the_online_model_is_its_prior():
+    online = OnlineCostModel(SLOW_DRAFT)
+    for b, t, c in [(1, 1, 100), (4, 40, 800)]:
+        assert online.target_forward_s(b, t, c) == pytest.approx(SLOW_DRAFT.target_forward_s(b, t, c), rel=1e-6)
+        assert online.draft_step_s(b, t, c) == pytest.approx(SLOW_DRAFT.draft_step_s(b, t, c), rel=1e-6)
