@@ -113,6 +113,7 @@ class StepTiming:
     draft_s: float
     verify_s: float
     other_s: float
+    emitted_tokens: int = 0  # tokens the step emitted over the batch
 
 
 class _Ridge:

@@ -255,7 +255,8 @@ class SpecEngine:
         self._retire()
         t3 = time.perf_counter()
         self.policy.observe_step(StepTiming(len(seqs), sum(len(t) + 1 for t in trees), sum(cached),
-                                            tuple(spec.round_widths), t1 - t0, t2 - t1, t3 - t2))
+                                            tuple(spec.round_widths), t1 - t0, t2 - t1, t3 - t2,
+                                            sum(len(v.tokens) for v in verdicts)))
         if tracing:
             self.on_trace(StepRecord(
                 index, t0, t3, len(seqs), sum(len(t) + 1 for t in trees), sum(cached),
@@ -283,6 +284,9 @@ def build_engine(target, draft, config: EngineConfig, policy_options: dict | Non
     policy (``dynamic-cost`` gets a cost model measured here, on the device that will run),
     and the engine."""
     headroom = cache_headroom(config)
+    from specgrove.executor.memory import check_kv_fits
+
+    check_kv_fits(target, draft, config.max_batch, headroom)  # refuse before allocating what cannot fit
     lean_t = from_hf(target, config.max_batch, headroom)
     lean_d = from_hf(draft, config.max_batch, headroom)
     options = dict(policy_options or {})

@@ -71,12 +71,18 @@ class DynamicCost(Dynamic):
     (budget 0, no draft round), whichever the cost model says yields more tokens per second at
     this batch size and context, given the expected tokens, tree size and draft rounds of recent
     speculative steps; after growing, each request keeps the tree size that maximises its own
-    tokens per second. A plain-decoding run re-probes speculation every ``probe_every`` steps,
-    as its expected gain is only learnt while speculating. With an ``OnlineCostModel`` (the
-    executor's default) the costs are refitted from the engine's own steps as it runs.
+    tokens per second. Each choice is re-tried now and then (after ``explore_every`` steps of the
+    other, doubling while the verdict stands), as a choice's costs and gains are only observed
+    while it runs.
+
+    With an ``OnlineCostModel`` (the executor's default) the policy also learns from the engine:
+    the costs are refitted from its step timings, and the expected tokens (from the draft's
+    calibrated confidence) are scaled by how many tokens speculative steps really emitted. With
+    a fixed cost model (the simulator's, or a test's) it learns nothing, so both worlds decide
+    alike.
     """
 
-    probe_every = 16
+    explore_every = 16
 
     def __init__(
         self,
@@ -91,29 +97,48 @@ class DynamicCost(Dynamic):
             raise ValueError("dynamic-cost needs a cost_model (executor: measured; sim: the scenario's)")
         self.cost_model = cost_model
         self._gain = self._size = self._rounds = None  # recent speculative steps, per request
-        self._plain_steps = 0
+        self._realism = 1.0  # emitted / expected tokens of speculative steps (learnt online)
+        self._step_gains: list[float] = []  # this step's expected tokens, per request
+        self._choice, self._run, self._patience = True, 0, self.explore_every
 
     def step_budget(self, budget: int, context_tokens) -> int:
-        if budget <= 0 or self._gain is None or self._plain_steps >= self.probe_every:
-            self._plain_steps = 0
+        self._step_gains = []
+        if budget <= 0:
             return budget
-        n, ctx, cm = len(context_tokens), int(sum(context_tokens)), self.cost_model
+        if self._gain is None:
+            speculate = True  # nothing known yet: speculate to learn what it yields
+        elif self._run >= self._patience:
+            speculate = not self._choice  # explore the other choice once
+        else:
+            speculate = self._speculation_pays(len(context_tokens), int(sum(context_tokens)))
+        if speculate == self._choice:
+            self._run += 1
+        elif self._run >= self._patience:  # an exploration step: the verdict stood so far
+            self._run, self._patience = 0, min(self._patience * 2, 16 * self.explore_every)
+        else:  # the verdict changed: look again soon
+            self._choice, self._run, self._patience = speculate, 1, self.explore_every
+        return budget if speculate else 0
+
+    def _speculation_pays(self, n: int, ctx: int) -> bool:
+        cm = self.cost_model
         overhead = cm.step_overhead_s(n)
         plain_s = cm.target_forward_s(n, n, ctx) + overhead
         spec_s = (self._rounds * cm.draft_step_s(n, n * self.frontier, ctx)
                   + cm.target_forward_s(n, round(n * (self._size + 1)), ctx) + overhead)
-        if self._gain / spec_s >= 1.0 / plain_s:
-            self._plain_steps = 0
-            return budget
-        self._plain_steps += 1
-        return 0
+        return self._gain * self._realism / spec_s >= 1.0 / plain_s
 
     def observe_step(self, timing) -> None:
-        if isinstance(self.cost_model, OnlineCostModel):
-            self.cost_model.observe(timing)
+        if not isinstance(self.cost_model, OnlineCostModel):
+            return
+        self.cost_model.observe(timing)
+        if self._step_gains and timing.emitted_tokens:
+            realised = timing.emitted_tokens / timing.num_requests
+            expected = float(np.mean(self._step_gains))
+            self._realism += 0.1 * (realised / expected - self._realism)
 
     def _remember(self, gain: float, size: int, rounds: int) -> None:
         """Exponential averages of what speculation has been yielding, per request."""
+        self._step_gains.append(gain)
         if self._gain is None:
             self._gain, self._size, self._rounds = gain, float(size), float(rounds)
             return

@@ -44,7 +44,8 @@ def test_a_slow_draft_makes_dynamic_cost_plain_decoding():
 def test_a_cheap_draft_keeps_speculating():
     got, want, steps, _ = _run(CHEAP_DRAFT)
     assert got == want
-    assert all(s.draft_rounds > 0 for s in steps)
+    plain = [i for i, s in enumerate(steps) if s.draft_rounds == 0]
+    assert len(plain) <= len(steps) // 16  # only the explorations of plain decoding
 
 
 def test_the_engine_refits_an_online_cost_model():
