@@ -35,15 +35,18 @@ class Speculation:
 
 
 def speculate(policy: TreePolicy, split: BudgetSplit, grow_budget: int, total_budget: int,
-              context_tokens: Sequence[int], draft: BatchDraftFn) -> Speculation:
+              context_tokens: Sequence[int], draft: BatchDraftFn, plan: bool = True) -> Speculation:
     """One step for a batch of ``len(context_tokens)`` decoding requests.
 
     ``grow_budget``: each request's growth budget; ``total_budget``: the step's node total that
     ``split`` shares out; ``context_tokens[i]``: request i's cached tokens (cost-aware
-    selection weighs them).
+    selection weighs them). ``plan``: let the policy first choose the step's growth budget
+    (``TreePolicy.step_budget``; 0 is plain decoding); off when tabulating what speculation
+    yields.
     """
     widths: list[int] = []
-    grow_budget = policy.step_budget(grow_budget, context_tokens)
+    if plan:
+        grow_budget = policy.step_budget(grow_budget, context_tokens)
     if grow_budget <= 0:
         total_budget = 0  # plain decoding this step: no draft round, empty trees
 

@@ -124,7 +124,8 @@ class ExactAcceptance:
             draft = lambda ids, exps: self.draft_round(ids, exps, domains, rng)  # noqa: E731
         if budget is None:
             return speculate(self.policy, self.budget_fn, self.budget, self.total_budget(n), contexts, draft)
-        return speculate(self.policy, lambda scores, _: [budget] * len(scores), self.budget, budget * n, contexts, draft)
+        return speculate(self.policy, lambda scores, _: [budget] * len(scores), self.budget, budget * n, contexts, draft,
+                         plan=False)
 
     def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator, budget: int | None = None) -> Outcome:
         """One step for a batch: speculate, then walk each tree to its accepted length."""
@@ -167,7 +168,8 @@ class TabulatedAcceptance:
     (whatever the batch-budget policy); a share between two table budgets draws from a
     mixture of the two tables weighted to match it on average, so a handful of tables
     serve every batch size; cost-aware selection sees ``context_tokens`` fixed at
-    table-building time.
+    table-building time. Whether to speculate at all is still the policy's choice per step
+    (``step_budget``), with the step's real batch and contexts.
     """
 
     def __init__(self, exact: ExactAcceptance, rng: np.random.Generator, context_tokens: int, num_samples: int = 2048,
@@ -222,6 +224,11 @@ class TabulatedAcceptance:
 
     def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator) -> Outcome:
         n = len(domains)
+        if not self.measured and self.exact.policy.step_budget(self.exact.budget, contexts) <= 0:
+            # The policy decodes plainly this step (load-adaptive ``dynamic-cost``): no draft
+            # round, one token each. Tables hold what speculating yields; measured rows already
+            # hold the executor's own choices.
+            return Outcome(np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64), [], 0)
         if len(self.exact.drafts) == 1:  # the fast path: one table, one draw
             rows = self._mixed.get((0, n))
             if rows is None:
