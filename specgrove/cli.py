@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from specgrove import __version__
@@ -33,6 +34,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("specgrove.commands.profile", "time forwards of a model shape with random weights; fit and roofline error"),
     "serve": ("specgrove.commands.serve", "serve the engine over an OpenAI-compatible HTTP API"),
     "load": ("specgrove.commands.load", "replay a timed workload against a server, open loop; CSV and summary"),
+    "study": ("specgrove.commands.study", "dynamic against static trees: real runs and simulated clusters; report.md"),
+    "dashboard": ("specgrove.commands.dashboard", "the Streamlit app: what-if runs, sweeps, executor results, studies"),
 }
 
 
@@ -75,6 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("specgrove: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`specgrove generate ... | head`): stop quietly. Point
+        # stdout at devnull so the interpreter's flush at exit does not fail again (Python docs,
+        # "Note on SIGPIPE").
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # no file descriptor behind stdout (an embedding caller)
+            pass
+        return 1
 
 
 if __name__ == "__main__":

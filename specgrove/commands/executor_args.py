@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+
+MAX_SEED = 2**32 - 1  # per-request generators are seeded seed * 1_000_003 + id, which must fit 64 bits
+MAX_DEPTH = 1024  # a tree can be no deeper than its nodes; this only keeps a typo from a runaway
 
 
 def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +29,47 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", help="write one JSON line per request per step to this file")
 
 
+def add_tree_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tree knobs, named as SGLang names them; each feeds the options of the methods that
+    take it (``executor.methods.KNOBS``), the methods' defaults otherwise."""
+    group = parser.add_argument_group("tree shape (with --budget)")
+    group.add_argument("--topk", type=int, default=None,
+                       help="children per expanded node (dynamic, dynamic-cost; default 4)")
+    group.add_argument("--depth", type=int, default=None,
+                       help="max tree depth (dynamic, dynamic-cost: default 6; sequoia: 8; chain: its length, 4)")
+
+
+def tree_knobs(args: argparse.Namespace) -> dict[str, int | None]:
+    return {"topk": args.topk, "depth": args.depth}
+
+
+def check_tree_knobs(args: argparse.Namespace, methods: list[str], strict: bool) -> None:
+    """Knobs in range, and taken by the method (``strict``: every method given, as ``generate``
+    has one) or by at least one of them (``bench`` applies a knob to the methods that take it)."""
+    from specgrove.commands import UsageError
+    from specgrove.executor.methods import KNOBS, knob_methods
+
+    for knob, value in tree_knobs(args).items():
+        if value is None:
+            continue
+        if not 1 <= value <= MAX_DEPTH:
+            raise UsageError(f"--{knob} must be in 1..{MAX_DEPTH}, got {value}")
+        takers = [m for m in methods if m in KNOBS[knob]]
+        refused = [m for m in methods if m not in KNOBS[knob]] if strict else ([] if takers else methods)
+        if refused:
+            raise UsageError(f"--{knob} does not apply to method{'s' if len(refused) > 1 else ''} "
+                             f"{', '.join(refused)}; it applies to {', '.join(knob_methods(knob))}")
+
+
+def check_topk_vocab(args: argparse.Namespace, pair) -> None:
+    """``--topk`` cannot exceed the vocabulary (a draft round takes the top k of it)."""
+    from specgrove.commands import UsageError
+
+    vocab = pair.draft.config.vocab_size
+    if args.topk is not None and args.topk > vocab:
+        raise UsageError(f"--topk {args.topk} exceeds the vocabulary ({vocab} tokens)")
+
+
 def check_decoding(args: argparse.Namespace) -> None:
     from specgrove import registry
     from specgrove.commands import UsageError
@@ -39,6 +84,8 @@ def check_decoding(args: argparse.Namespace) -> None:
         raise UsageError(f"--budget must be >= 0, got {args.budget}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be in 0..{MAX_SEED}, got {args.seed}")
     try:
         registry.get("batch-budget", args.batch_budget)
     except registry.UnknownPolicyError as exc:
@@ -54,6 +101,83 @@ def check_method(name: str, extra: tuple[str, ...] = ()) -> None:
         raise UsageError(f"unknown method {name!r}; valid: {', '.join(valid)}")
 
 
+def check_device(args: argparse.Namespace) -> None:
+    """``--device`` names a device torch knows, of a kind specgrove runs on, present here."""
+    import torch
+
+    from specgrove.commands import UsageError
+
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"--device {args.device!r} is not a device torch knows; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {args.device}: CUDA is not available in this torch build")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {args.device}: specgrove runs on cpu, cuda or cuda:N")
+
+
+def probe_writable(path, flag: str, shown=None) -> None:
+    """Create and remove a file in ``path`` (a directory, or where one will be made: its
+    nearest existing ancestor). ``os.access`` says yes to root on /proc and the like; a real
+    file says what will happen. Raises ``results.OutputPathError`` naming ``flag`` and
+    ``shown`` (default ``path``)."""
+    import tempfile
+    from pathlib import Path
+
+    from specgrove.results import OutputPathError
+
+    shown = path if shown is None else shown
+    where = Path(path).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise OutputPathError(f"{flag} {shown}: {where} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as exc:
+        raise OutputPathError(f"{flag} {shown}: cannot write in {where} ({exc.strerror or exc})") from None
+
+
+def check_trace(args: argparse.Namespace) -> None:
+    """``--trace`` can be written (a new file, or one to append to), checked before any model
+    is loaded."""
+    from pathlib import Path
+
+    from specgrove.commands import UsageError
+    from specgrove.results import OutputPathError, check_output_file
+
+    if args.trace:
+        try:
+            check_output_file(args.trace, flag="--trace", overwrite=True)  # the trace is appended to
+            probe_writable(Path(args.trace).parent, "--trace", args.trace)
+        except OutputPathError as exc:
+            raise UsageError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def engine_errors():
+    """Building an engine: caches that would not fit, or a model option the lean runtime does
+    not implement, become one line."""
+    from specgrove.commands import UsageError
+    from specgrove.executor.memory import MemoryBudgetError
+    from specgrove.executor.parallel.tensor_parallel import ShardingError
+    from specgrove.executor.runtime import UnsupportedModelError
+
+    try:
+        yield
+    except MemoryBudgetError as exc:
+        raise UsageError(str(exc)) from None
+    except ShardingError as exc:
+        raise UsageError(f"--tp: {exc}") from None
+    except UnsupportedModelError as exc:
+        raise UsageError(f"the lean runtime cannot run this pair: {exc}") from None
+
+
 def load_pair_or_exit(args: argparse.Namespace):
     """The pair named by the arguments; a bad path or pair becomes one line and exit 2."""
     import torch
@@ -63,10 +187,9 @@ def load_pair_or_exit(args: argparse.Namespace):
 
     if args.pair and (args.target or args.draft):
         raise UsageError("give --pair or --target/--draft, not both")
+    check_device(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {args.device}: CUDA is not available in this torch build")
     try:
         return load_pair(args.target, args.draft, device=args.device)
     except PairLoadError as exc:

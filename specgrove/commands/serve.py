@@ -12,7 +12,7 @@ from pathlib import Path
 
 from specgrove.commands import UsageError
 from specgrove.commands.executor_args import (add_pair_arguments, add_placement_arguments, check_method,
-                                              load_pair_or_exit, pair_source, placement_from_args,
+                                              engine_errors, load_pair_or_exit, pair_source, placement_from_args,
                                               rank_threads, run_torchrun_worker)
 
 
@@ -134,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
     with TraceWriter(args.trace, keep=False, method=args.method, max_batch=args.max_batch) as trace:
         on_trace = trace.record if args.trace else None
         if placement.num_replicas == 1:
-            app, runner = build_server(pair, config, on_trace=on_trace, placement=placement,
-                                       source=pair_source(args, placement.world_size))
+            with engine_errors():  # caches that would not fit, an unsupported option: one line
+                app, runner = build_server(pair, config, on_trace=on_trace, placement=placement,
+                                           source=pair_source(args, placement.world_size))
         else:
             from specgrove.serve.replicas import ReplicaStartError
 

@@ -18,7 +18,7 @@ import torch
 
 from specgrove.executor.engine import EngineConfig
 from specgrove.executor.loading import ModelPair
-from specgrove.executor.methods import method_options
+from specgrove.executor.methods import applicable_knobs, method_options
 from specgrove.executor.parallel.placement import PairSource, Placement
 from specgrove.executor.parallel.replica import open_replica
 from specgrove.jsonl import read_jsonl
@@ -116,11 +116,15 @@ def run_hf_assisted(pair: ModelPair, prompt_ids: list[list[int]], max_new_tokens
 def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_sizes: list[int],
               max_new_tokens: int, budget: int, repeats: int, batch_budget: str = "uniform",
               trace_path: str | None = None, progress: Callable[[str], None] | None = None,
-              placement: Placement | None = None, source: PairSource | None = None) -> list[RunResult]:
+              placement: Placement | None = None, source: PairSource | None = None,
+              knobs: dict[str, int | None] | None = None) -> list[RunResult]:
+    """Every method at every batch size, ``repeats`` times interleaved after a warm-up.
+    ``knobs`` (``--topk``, ``--depth``) set the tree options of the methods that take them."""
     prompt_ids = [pair.tokenizer(p["text"])["input_ids"] for p in prompts]
     measurement_text = "\n".join(p["text"] for p in prompts)
     trees = {m: split_variant(m, batch_budget) for m in methods if m != HF_ASSISTED}
-    options = {t: method_options(t, pair, measurement_text) for t, _ in set(trees.values())}
+    options = {t: method_options(t, pair, measurement_text, knobs=applicable_knobs(t, knobs or {}))
+               for t, _ in set(trees.values())}
     results: list[RunResult] = []
     with TraceWriter(trace_path) as trace:
         for batch_size in batch_sizes:
@@ -148,8 +152,13 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
     return results
 
 
+# Repeats of one method whose tokens/s differ by more than this (max/min - 1) get a warning.
+SPREAD_WARNING = 0.25
+
+
 def aggregate(results: list[RunResult]) -> list[dict]:
-    """Median tokens/s and tau per (batch size, method); speed-up as a ratio of medians."""
+    """Median tokens/s and tau per (batch size, method); speed-up as a ratio of medians; the
+    spread of tokens/s over repeats (min, max, max/min - 1; None for a single run)."""
     rows = []
     order = list(dict.fromkeys(r.method for r in results))
     keys = sorted({(r.batch_size, r.method) for r in results}, key=lambda k: (k[0], order.index(k[1])))
@@ -164,6 +173,7 @@ def aggregate(results: list[RunResult]) -> list[dict]:
                "verify_ms_per_step": float(np.median([r.stats["verify_ms"] / max(r.stats["target_forwards"], 1) for r in runs])),
                "wall_ms_per_step": float(np.median([1e3 * r.stats["wall_s"] / max(r.stats["target_forwards"], 1) for r in runs])),
                "tokens_per_s_runs": [r.stats["tokens_per_s"] for r in runs]}
+        row.update(spread(row["tokens_per_s_runs"]))
         wires = [r.stats["wire"] for r in runs if "wire" in r.stats]
         if wires:  # a separate draft: what crossed per step, and how much draft time was hidden
             row["wire_bytes_per_step"] = float(np.median([w["step_bytes_per_step"] for w in wires]))
@@ -177,4 +187,22 @@ def aggregate(results: list[RunResult]) -> list[dict]:
     for row in rows:
         ar = next((r for r in rows if r["batch_size"] == row["batch_size"] and r["method"] == "ar"), None)
         row["speedup_vs_ar"] = row["tokens_per_s"] / ar["tokens_per_s"] if ar else float("nan")
+        # The speed-up's range over this method's repeats, against ar's median.
+        row["speedup_min"] = row["tokens_per_s_min"] / ar["tokens_per_s"] if ar else float("nan")
+        row["speedup_max"] = row["tokens_per_s_max"] / ar["tokens_per_s"] if ar else float("nan")
     return rows
+
+
+def spread(values: list[float]) -> dict:
+    """min, max and relative spread (max/min - 1; None for fewer than two runs)."""
+    lo, hi = float(min(values)), float(max(values))
+    rel = None if len(values) < 2 else (hi / lo - 1.0 if lo > 0 else float("inf"))
+    return {"tokens_per_s_min": lo, "tokens_per_s_max": hi, "tokens_per_s_spread": rel}
+
+
+def spread_warnings(rows: list[dict], limit: float = SPREAD_WARNING) -> list[str]:
+    """One line per row whose repeats disagree by more than ``limit``."""
+    return [f"batch {r['batch_size']} {r['method']}: tokens/s over {len(r['tokens_per_s_runs'])} repeats ranges "
+            f"{r['tokens_per_s_min']:.1f}-{r['tokens_per_s_max']:.1f} ({100 * r['tokens_per_s_spread']:.1f}% apart, "
+            f"over {100 * limit:.0f}%): the host is noisy, do not trust small differences"
+            for r in rows if r["tokens_per_s_spread"] is not None and r["tokens_per_s_spread"] > limit]

@@ -40,6 +40,11 @@ def _quiet_transformers() -> None:
     logging.disable_progress_bar()
 
 
+# The model types the lean runtime runs (``runtime.base.from_hf``'s families; a test keeps the
+# two lists equal). Checked from config.json before any weight is read.
+SUPPORTED_MODEL_TYPES = ("gpt2", "llama", "mistral", "qwen2")
+
+
 def _check_dir(path: Path, role: str) -> None:
     if not path.is_dir():
         raise PairLoadError(f"{role} model path {str(path)!r} is not a directory")
@@ -49,14 +54,38 @@ def _check_dir(path: Path, role: str) -> None:
         raise PairLoadError(f"{role} model path {str(path)!r} has no .safetensors weights")
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def check_model_type(path: Path, role: str) -> str:
+    """The model type in ``path``'s config.json, if the lean runtime runs it; else one line that
+    names the model, its type and architecture, and what is supported."""
+    config_path = path / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PairLoadError(f"{role} model config {str(config_path)!r} is not readable JSON ({_first_line(exc)})") from None
+    if not isinstance(config, dict):
+        raise PairLoadError(f"{role} model config {str(config_path)!r} is not a JSON object")
+    model_type = config.get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        archs = config.get("architectures") or []
+        arch = f" ({', '.join(map(str, archs))})" if isinstance(archs, list) and archs else ""
+        raise PairLoadError(f"{role} model at {str(path)!r} has model type {model_type!r}{arch}, which the lean "
+                            f"runtime does not run; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    return model_type
+
+
 def _load_model(path: Path, role: str, device: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM
 
     try:
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=dtype)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise PairLoadError(f"{role} model at {str(path)!r} could not be loaded: {str(exc).splitlines()[0]}") from None
-    return model.to(device).eval()
+        return model.to(device).eval()
+    except Exception as exc:  # noqa: BLE001 - user files: safetensors, transformers and torch each raise their own
+        raise PairLoadError(f"{role} model at {str(path)!r} could not be loaded: {_first_line(exc)}") from None
 
 
 def _load_tokenizer(path: Path, role: str):
@@ -64,8 +93,8 @@ def _load_tokenizer(path: Path, role: str):
 
     try:
         return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PairLoadError(f"{role} tokenizer at {str(path)!r} could not be loaded: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - user files, as above
+        raise PairLoadError(f"{role} tokenizer at {str(path)!r} could not be loaded: {_first_line(exc)}") from None
 
 
 def load_pair(target_path: str | Path | None = None, draft_path: str | Path | None = None,
@@ -82,6 +111,8 @@ def load_pair(target_path: str | Path | None = None, draft_path: str | Path | No
     target_path, draft_path = Path(target_path), Path(draft_path)
     _check_dir(target_path, "target")
     _check_dir(draft_path, "draft")
+    check_model_type(target_path, "target")
+    check_model_type(draft_path, "draft")
     tok_t = _load_tokenizer(target_path, "target")
     tok_d = _load_tokenizer(draft_path, "draft")
     if tok_t.get_vocab() != tok_d.get_vocab():

@@ -22,6 +22,39 @@ METHOD_OPTIONS: dict[str, dict] = {
 }
 
 
+# The tree knobs of the command line (as SGLang names them: --topk, --depth) and, per method
+# that takes one, the tree option it sets. A knob a method does not take is refused.
+KNOBS: dict[str, dict[str, str]] = {
+    "topk": {"dynamic": "topk", "dynamic-cost": "topk"},
+    "depth": {"dynamic": "max_depth", "dynamic-cost": "max_depth", "sequoia": "max_depth", "chain": "length"},
+}
+
+
+def knob_methods(knob: str) -> list[str]:
+    """The methods that take ``knob``."""
+    return list(KNOBS[knob])
+
+
+def knob_options(method: str, knobs: dict[str, int | None]) -> dict:
+    """The tree options ``knobs`` (``{"topk": 8, "depth": None}``; None = not given) set for
+    ``method``; a given knob the method does not take raises ValueError (one line)."""
+    out = {}
+    for knob, value in knobs.items():
+        if value is None:
+            continue
+        option = KNOBS[knob].get(method)
+        if option is None:
+            raise ValueError(f"--{knob} does not apply to method {method!r}; it applies to "
+                             f"{', '.join(knob_methods(knob))}")
+        out[option] = value
+    return out
+
+
+def applicable_knobs(method: str, knobs: dict[str, int | None]) -> dict[str, int | None]:
+    """The given knobs that ``method`` takes (``bench`` applies each to the methods that do)."""
+    return {k: v for k, v in knobs.items() if v is not None and method in KNOBS[k]}
+
+
 # A held-out stdlib module the demo pair never trained on and the benchmark prompts never use.
 DEMO_MEASUREMENT_MODULE = "colorsys.py"
 
@@ -34,15 +67,25 @@ def measurement_ids(pair: ModelPair, fallback_text: str) -> list[int]:
     return pair.tokenizer(fallback_text)["input_ids"]
 
 
-def method_options(method: str, pair: ModelPair, measurement_text: str, greedy: bool = True) -> dict:
-    """Tree options for ``method``, with what it needs measured on this pair: Sequoia's rank
-    acceptance, and for greedy dynamic trees the draft-confidence map."""
+def method_options(method: str, pair: ModelPair, measurement_text: str, greedy: bool = True,
+                   knobs: dict[str, int | None] | None = None) -> dict:
+    """Tree options for ``method`` (``METHOD_OPTIONS``, then the command line's ``knobs``), with
+    what it needs measured on this pair: Sequoia's rank acceptance, and for greedy dynamic
+    trees the draft-confidence map. A measurement text of under two tokens measures nothing
+    (the policy's defaults stand)."""
     options = dict(METHOD_OPTIONS.get(method, {}))
-    if method == "sequoia":
-        options["acceptance"] = measure_rank_acceptance(pair.target, pair.draft, measurement_ids(pair, measurement_text))
-    elif method in ("dynamic", "dynamic-cost") and greedy:
+    options.update(knob_options(method, knobs or {}))
+    measures_sequoia = method == "sequoia"
+    measures_confidence = method in ("dynamic", "dynamic-cost") and greedy
+    if not (measures_sequoia or measures_confidence):
+        return options
+    ids = measurement_ids(pair, measurement_text)
+    if len(ids) < 2:  # nothing to teacher-force on
+        return options
+    if measures_sequoia:
+        options["acceptance"] = measure_rank_acceptance(pair.target, pair.draft, ids)
+    else:
         # Greedy acceptance is "draft token == target argmax", which a distilled draft's
         # probabilities can badly understate; rank nodes by the measured rate instead.
-        ids = measurement_ids(pair, measurement_text)
         options["confidence"] = measure_confidence_map(pair.target, pair.draft, ids)
     return options

@@ -38,3 +38,11 @@ def test_serve_refuses_a_busy_port(capsys):
         port = s.getsockname()[1]
         assert main(["serve", "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_batch_whose_caches_cannot_fit(capsys):
+    from specgrove.cli import main
+
+    assert main(["serve", "--port", "0", "--max-batch", "10000000", "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "KV cache" in err, err
