@@ -3,9 +3,10 @@
 A command that writes results (``sim``, ``sweep``) checks its ``--out`` before any work
 (``check_out_dir``): a path that is a file, a directory it cannot write, or a directory that
 already holds another run's results (unless ``--overwrite``) is one line and exit 2, not an
-error after an hour of simulation. Every file goes through ``atomic_path``: written to a
-temporary file in the same directory, then renamed over the target, so an error or Ctrl-C
-never leaves a half-written file. ``manifest.json`` records how the results were made.
+error after an hour of simulation. Every file is written to a temporary file in the same
+directory, then renamed over the target (``atomic_path`` for one file, ``staged`` for a run's
+files together), so an error or Ctrl-C never leaves a half-written file. ``manifest.json``
+records how the results were made.
 
 Standard library only (no numpy, no torch): any command may use it.
 """
@@ -137,25 +138,72 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
 
 
+class Stage:
+    """Temporary files and folders in one directory, to be renamed into place together
+    (``staged``)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.items: list[tuple[Path, Path]] = []  # (temporary, final)
+
+    def file(self, name: str) -> Path:
+        """A temporary path for ``out/name`` to write to."""
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.out)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
+        self.items.append((Path(tmp), self.out / name))
+        return Path(tmp)
+
+    def folder(self, name: str) -> Path:
+        """A temporary folder for ``out/name`` to fill (it replaces a folder already there)."""
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=self.out))
+        os.chmod(tmp, 0o777 & ~_umask())
+        self.items.append((tmp, self.out / name))
+        return tmp
+
+    def write_text(self, name: str, text: str) -> None:
+        self.file(name).write_text(text, encoding="utf-8")
+
+    def write_json(self, name: str, data: Any) -> None:
+        self.write_text(name, json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
+
+    def _commit(self) -> None:
+        for tmp, final in self.items:
+            if tmp.is_dir():
+                old = None
+                if final.is_dir() and not final.is_symlink():
+                    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+                    os.replace(final, old)
+                os.replace(tmp, final)
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+
+    def _discard(self) -> None:
+        for tmp, _ in self.items:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                with suppress(OSError):
+                    tmp.unlink()
+
+
 @contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """A temporary directory beside ``path`` to fill; when the block ends normally it replaces
-    ``path`` (an old one is removed), on any error or interrupt it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+def staged(out: str | Path) -> Iterator[Stage]:
+    """Write a run's results as one: every file (``Stage.file``, ``write_text``,
+    ``write_json``) and folder (``Stage.folder``) goes to a temporary in ``out``, and only
+    when the block ends normally are they renamed into place, in the order staged (put the
+    manifest last). An error or Ctrl-C before then leaves ``out`` as it was: no half-written
+    file, and no mix of this run's files with an older run's."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Stage(out)
     try:
-        yield tmp
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        yield stage
+        stage._commit()
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        stage._discard()
         raise
 
 

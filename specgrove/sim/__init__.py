@@ -6,6 +6,8 @@ and ``build`` (TOML, validated), ``replica``/``planner``/``engine`` (the SimPy m
 ``metrics``, and ``api``/``sweep`` (what the CLI and dashboard call). Never imports torch.
 """
 
-from specgrove.sim.api import Result, run_scenario, sweep  # noqa: F401
+from specgrove.sim.api import (  # noqa: F401
+    MAX_REQUESTS, Result, SweepError, TooLargeError, Variant, prepare_sweep, run_scenario, run_sweep, sweep,
+)
 from specgrove.sim.build import load_scenario, parse_scenario  # noqa: F401
 from specgrove.sim.scenario import Scenario, ScenarioError  # noqa: F401

@@ -20,8 +20,8 @@ from specgrove.cost import CostModel
 from specgrove.sim.acceptance import SyntheticDraft
 from specgrove.sim.costmodel import RooflineCostModel
 from specgrove.sim.hardware import GPUS, LINKS, Placement, Topology
-from specgrove.sim.models import MODELS, PAIRS
-from specgrove.sim.scenario import Scenario, ScenarioError, overridden, read_scenario_file, validate_fields
+from specgrove.sim.models import MODELS, PAIRS, context_tokens
+from specgrove.sim.scenario import Scenario, ScenarioError, lookup, overridden, read_scenario_file, validate_fields
 from specgrove.sim.workload import Arrival, ArrivalTraceError, load_trace
 
 
@@ -34,6 +34,7 @@ class Built:
     drafts: list[SyntheticDraft]  # per domain, in ``domains`` order
     trace: list[Arrival] | None
     measured_rows: dict[int, np.ndarray] | None = None  # domain index -> a profile's rows (tabulated)
+    context_tokens: int = 1 << 62  # the longest request (prompt + output) the pair serves
 
 
 def _synthetic_drafts(s: Scenario, domains: list[str], profile=None) -> list[SyntheticDraft]:
@@ -111,7 +112,7 @@ def build(s: Scenario) -> Built:
         by_domain = profile.acceptance_rows.get(s.policies.tree, {})
         measured = {i: np.asarray(by_domain[d], dtype=np.int64) for i, d in enumerate(domains)
                     if by_domain.get(d)} or None
-    built = Built(placements, cost, capacity, domains, drafts, trace, measured)
+    built = Built(placements, cost, capacity, domains, drafts, trace, measured, context_tokens(target, draft))
     make_tree_policy(s, built)
     make_scheduler(s)
     return built
@@ -165,8 +166,24 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def resolve_variant(scenario: Scenario, overrides: dict[str, Any]) -> tuple[Scenario, Built]:
-    """A variant with dotted fields replaced (``{"workload.rate": 4}``), validated and built."""
-    return resolve(overridden(scenario, overrides))
+    """A variant with dotted fields replaced (``{"workload.rate": 4}``), validated and built.
+    Each replaced field must read back as given from the resolved variant: a variant is the
+    scenario it claims to be, or an error."""
+    variant, built = resolve(overridden(scenario, overrides))
+    data = variant.model_dump()
+    for dotted, value in overrides.items():
+        got = lookup(data, dotted)
+        if not _reads_back(got, value):
+            raise ScenarioError(f"{dotted}: resolved to {got!r}, not the {value!r} asked for")
+    return variant, built
+
+
+def _reads_back(got: Any, value: Any) -> bool:
+    """``got`` (resolved) is ``value`` (asked for); a table asked for need only match its keys
+    (the rest are defaults)."""
+    if isinstance(value, dict):
+        return isinstance(got, dict) and all(k in got and _reads_back(got[k], v) for k, v in value.items())
+    return got == value
 
 
 def with_overrides(scenario: Scenario, overrides: dict[str, Any]) -> Scenario:

@@ -57,14 +57,23 @@ class SimCluster:
         )
         self.ledger = Ledger()
         self.arrivals_done = False
+        self.clamped = {"prompt": 0, "output": 0}  # lengths drawn above their LengthSpec's max
         self.replicas = [Replica(self.env, p, make_scheduler(s), planner, setup, self.ledger, on_trace)
                          for p in built.placements]
         self.env.process(self._arrivals())
 
     def _arrivals(self):
         s, env = self.scenario, self.env
+        context = self.built.context_tokens
         for rid, a in enumerate(scenario_arrivals(s.workload, s.duration_s, self.arrival_rng, self.built.trace)):
             yield env.timeout(a.arrival_s - env.now)
+            self.clamped["prompt"] += a.prompt_clamped
+            self.clamped["output"] += a.output_clamped
+            if a.prompt_tokens + a.output_tokens > context:  # no replica can run it: refused at the door
+                self.ledger.arrive(RequestRecord(rid, -1, a.domain, a.arrival_s, a.prompt_tokens, a.output_tokens))
+                self.ledger.reject(rid, "context_length", f"prompt + output {a.prompt_tokens + a.output_tokens} "
+                                   f"tokens > context {context} of {s.models.target}/{s.models.draft}")
+                continue
             deadline = a.arrival_s + (s.slo.e2e_s if s.slo.e2e_s is not None else s.slo.ttft_s)
             req = Request(rid, a.prompt_tokens, a.output_tokens, a.arrival_s, a.domain, deadline)
             chosen = self.router.route(req, [r.load() for r in self.replicas])

@@ -45,8 +45,16 @@ def _percentiles(values: np.ndarray) -> dict:
     return {"mean": float(values.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
 
 
-def summarise(records: list[RequestRecord], slo, window_s: float, end_s: float, utilisation: dict) -> dict:
+REJECT_REASONS = ("context_length", "kv_capacity")  # the simulator's (``RequestRecord.reject_reason``)
+
+
+def summarise(records: list[RequestRecord], slo, window_s: float, end_s: float, utilisation: dict,
+              clamped: dict | None = None, arrivals_after_horizon: int = 0) -> dict:
+    """The run's summary. ``clamped``: how many prompt and output lengths were drawn above
+    their max and cut to it; ``arrivals_after_horizon``: trace rows after the arrival window
+    that were not run. Real runs (``specgrove load``) have the same keys."""
     rows = request_rows(records)
+    reasons = [r.reject_reason for r in records if r.rejected]
     col = {k: np.array([r[k] for r in rows], dtype=float) for k in ("arrival_s", "ttft_s", "tpot_s", "e2e_s", "queueing_s", "tau", "output_tokens")}
     done = ~np.isnan(col["e2e_s"]) if rows else np.zeros(0, bool)
     span = (end_s - col["arrival_s"].min()) if done.any() else 0.0
@@ -63,6 +71,9 @@ def summarise(records: list[RequestRecord], slo, window_s: float, end_s: float, 
         "num_requests": len(rows),
         "num_finished": int(done.sum()),
         "num_rejected": int(sum(r["rejected"] for r in rows)),
+        "rejected": {k: reasons.count(k) for k in REJECT_REASONS},
+        "clamped": {"prompt": 0, "output": 0, **(clamped or {})},
+        "arrivals_after_horizon": int(arrivals_after_horizon),
         "sim_end_s": end_s,
         "span_s": span,
         "throughput_tokens_per_s": per_s(tokens),

@@ -2,7 +2,8 @@
 
 A spec carries what the roofline needs: parameter count (weight bytes and 2 FLOPs per
 parameter per token), layers and hidden size (attention FLOPs and all-reduce message size),
-and KV heads (KV-cache bytes per token).
+and KV heads (KV-cache bytes per token); and its context length (``max_positions``, the
+config's ``max_position_embeddings``): a request whose prompt plus output passes it cannot run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class ModelSpec:
     num_heads: int
     num_kv_heads: int
     bytes_per_param: int = 2  # bf16
+    max_positions: int = 4096  # context length: prompt + output tokens
+
 
     @property
     def head_dim(self) -> int:
@@ -37,14 +40,14 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     m.name: m
     for m in (
-        ModelSpec("llama-68m", 68e6, 2, 768, 12, 12),
-        ModelSpec("llama-2-7b", 6.74e9, 32, 4096, 32, 32),
-        ModelSpec("llama-2-70b", 69.0e9, 80, 8192, 64, 8),
-        ModelSpec("llama-3.2-1b", 1.24e9, 16, 2048, 32, 8),
-        ModelSpec("llama-3.1-8b", 8.03e9, 32, 4096, 32, 8),
+        ModelSpec("llama-68m", 68e6, 2, 768, 12, 12, max_positions=2048),
+        ModelSpec("llama-2-7b", 6.74e9, 32, 4096, 32, 32, max_positions=4096),
+        ModelSpec("llama-2-70b", 69.0e9, 80, 8192, 64, 8, max_positions=4096),
+        ModelSpec("llama-3.2-1b", 1.24e9, 16, 2048, 32, 8, max_positions=131072),
+        ModelSpec("llama-3.1-8b", 8.03e9, 32, 4096, 32, 8, max_positions=131072),
         # The executor's demo pair (specgrove/assets/demo/*/config.json), fp32 on CPU.
-        ModelSpec("demo-target", 3_688_704, 4, 256, 4, 4, bytes_per_param=4),
-        ModelSpec("demo-draft", 658_048, 2, 128, 4, 4, bytes_per_param=4),
+        ModelSpec("demo-target", 3_688_704, 4, 256, 4, 4, bytes_per_param=4, max_positions=512),
+        ModelSpec("demo-draft", 658_048, 2, 128, 4, 4, bytes_per_param=4, max_positions=512),
     )
 }
 
@@ -65,3 +68,9 @@ PAIRS: dict[str, PairPreset] = {
     "llama-2-70b/7b": PairPreset("llama-2-70b", "llama-2-7b", {"confidence_mean": 0.75}),
     "demo": PairPreset("demo-target", "demo-draft", {"confidence_mean": 0.5}),
 }
+
+
+def context_tokens(target: ModelSpec, draft: ModelSpec) -> int:
+    """The longest request (prompt + output tokens) a pair can serve: the draft reads the same
+    context as the target, so the shorter of the two contexts bounds it."""
+    return min(target.max_positions, draft.max_positions)

@@ -26,7 +26,8 @@ class RequestRecord:
     decode_tokens: int = 0
     preemptions: int = 0
     rejected: bool = False
-    error: str = ""  # why a real request failed (``specgrove load``); the simulator's never do
+    error: str = ""  # why it failed: a real request (``specgrove load``), or why the simulator rejected it
+    reject_reason: str = ""  # the simulator's: "context_length" or "kv_capacity"
 
     @property
     def tau(self) -> float:
@@ -64,5 +65,6 @@ class Ledger:
         self.records[request_id].finish_s = now
         self.num_finished += 1
 
-    def reject(self, request_id: int) -> None:
-        self.records[request_id].rejected = True
+    def reject(self, request_id: int, reason: str = "", detail: str = "") -> None:
+        rec = self.records[request_id]
+        rec.rejected, rec.reject_reason, rec.error = True, reason, detail

@@ -113,8 +113,9 @@ class Replica:
         """``_batch_need`` of a pending row (admitted, not yet in its micro-batch)."""
         return row["reserved"] if not self.scheduler.preempt else row["prefill"] + self.setup.tree_budget + 1
 
-    def _reject(self, req: Request) -> None:
-        self.ledger.reject(req.request_id)
+    def _reject(self, req: Request, reserve: int) -> None:
+        self.ledger.reject(req.request_id, "kv_capacity",
+                           f"needs {reserve} KV tokens; a replica holds {self.setup.kv_capacity_tokens}")
         self.outstanding_tokens -= req.remaining_tokens
 
     def _admit(self, now: float, mb: MicroBatch) -> None:
@@ -134,7 +135,7 @@ class Replica:
             reserve = r.prompt_tokens + r.max_new_tokens + setup.tree_budget + 1
             need = reserve if not self.scheduler.preempt else r.context_len + setup.tree_budget + 1
             if reserve > cap:  # can never run here, even alone
-                self._reject(r)
+                self._reject(r, reserve)
                 taken.add(i)
                 continue
             if used + need > cap:

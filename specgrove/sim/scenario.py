@@ -1,4 +1,4 @@
-"""Scenarios: TOML files validated at load, with errors that name the bad field.
+"""Scenarios: TOML (or JSON) files validated at load, with errors that name the bad field.
 
 A scenario covers cluster, models, deployment, workload, acceptance, policies, SLO, duration
 and seed. Pydantic checks each field; ``build`` then does what needs several fields at once
@@ -12,6 +12,8 @@ and resolves presets into the objects a run needs (``build.parse_scenario`` runs
 
 from __future__ import annotations
 
+import copy
+import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -48,10 +50,24 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+# Upper bounds on sizes and shapes: beyond them a run would not finish in any useful time, or
+# its arithmetic would overflow (an infinite step time, an int too large for numpy). They are
+# generous: each is far past what a real deployment or workload uses.
+MAX_NODES = 4096
+MAX_GPUS_PER_NODE = 64
+MAX_TOKENS = 10_000_000  # any one length: far beyond every preset's context
+MAX_SIGMA = 5.0  # lognormal lengths: exp(5 z) already spans 10 orders of magnitude
+MIN_CV, MAX_CV = 1e-3, 20.0  # gamma arrivals: shape 1/cv^2 from 10^6 down to 1/400
+MAX_DURATION_S = 1e8  # about three years; beyond, float seconds lose the millisecond
+MAX_TREE_BUDGET = 4096  # nodes per request per step
+MAX_BATCH_NODE_BUDGET = 1_000_000
+MAX_NUM_SAMPLES = 100_000  # tabulated: exact samples per (domain, budget)
+
+
 class ClusterSpec(Strict):
     gpu: str = "H100-SXM"
-    num_nodes: int = Field(1, ge=1)
-    gpus_per_node: int = Field(8, ge=1)
+    num_nodes: int = Field(1, ge=1, le=MAX_NODES)
+    gpus_per_node: int = Field(8, ge=1, le=MAX_GPUS_PER_NODE)
     intra_link: str = "nvlink"
     inter_link: str = "infiniband"
 
@@ -87,19 +103,24 @@ class DeploymentSpec(Strict):
     microbatches: int = Field(2, ge=1, le=2)
     max_batch: int = Field(64, ge=1)
     kv_memory_fraction: float = Field(0.9, gt=0, le=1)
-    mfu: float = Field(0.6, gt=0, le=1)
-    mbu: float = Field(0.8, gt=0, le=1)
-    forward_overhead_s: float | None = Field(None, ge=0)  # None: the GPU preset's
+    # Utilisations below 0.1% would make a step last longer than any run (or overflow to inf).
+    mfu: float = Field(0.6, ge=1e-3, le=1)
+    mbu: float = Field(0.8, ge=1e-3, le=1)
+    forward_overhead_s: float | None = Field(None, ge=0, le=60)  # None: the GPU preset's
 
 
 class LengthSpec(Strict):
+    """A length distribution in tokens. A drawn length above ``max`` is clamped to ``max``
+    (and counted: the summary's ``clamped``); a request longer than the models' context is
+    rejected at arrival (``rejected.context_length``)."""
+
     dist: Literal["fixed", "uniform", "lognormal"] = "fixed"
-    value: int = Field(128, ge=1)
-    low: int = Field(1, ge=1)
-    high: int = Field(256, ge=1)
-    median: float = Field(128.0, gt=0)
-    sigma: float = Field(1.0, ge=0)
-    max: int = Field(32768, ge=1)
+    value: int = Field(128, ge=1, le=MAX_TOKENS)
+    low: int = Field(1, ge=1, le=MAX_TOKENS)
+    high: int = Field(256, ge=1, le=MAX_TOKENS)
+    median: float = Field(128.0, gt=0, le=MAX_TOKENS)
+    sigma: float = Field(1.0, ge=0, le=MAX_SIGMA)
+    max: int = Field(32768, ge=1, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _range(self) -> LengthSpec:
@@ -111,7 +132,7 @@ class LengthSpec(Strict):
 class WorkloadSpec(Strict):
     arrival: Literal["poisson", "gamma", "onoff", "trace"] = "poisson"
     rate: float = 1.0  # requests/s (onoff: while on)
-    cv: float = 1.0  # gamma: coefficient of variation of the gaps
+    cv: float = Field(1.0, ge=MIN_CV, le=MAX_CV)  # gamma: coefficient of variation of the gaps
     on_s: float = 1.0
     off_s: float = Field(1.0, ge=0)
     trace: str | None = None
@@ -119,7 +140,7 @@ class WorkloadSpec(Strict):
     prompt: LengthSpec = LengthSpec()
     output: LengthSpec = LengthSpec()
 
-    _pos = field_validator("rate", "cv", "on_s")(_positive)
+    _pos = field_validator("rate", "on_s")(_positive)
 
     @field_validator("domains")
     @classmethod
@@ -140,7 +161,7 @@ class SyntheticDraftSpec(Strict):
 
 class AcceptanceSpec(Strict):
     mode: Literal["exact", "tabulated"] = "exact"
-    num_samples: int = Field(1024, ge=16)  # tabulated: exact samples per (domain, budget)
+    num_samples: int = Field(1024, ge=16, le=MAX_NUM_SAMPLES)  # tabulated: exact samples per (domain, budget)
     draft: SyntheticDraftSpec = SyntheticDraftSpec()  # the synthetic draft's behaviour
     domains: dict[str, SyntheticDraftSpec] = {}
 
@@ -148,9 +169,9 @@ class AcceptanceSpec(Strict):
 class PoliciesSpec(Strict):
     tree: str = "dynamic"
     tree_options: dict[str, Any] = {}
-    tree_budget: int = Field(16, ge=0)  # nodes per request per step
+    tree_budget: int = Field(16, ge=0, le=MAX_TREE_BUDGET)  # nodes per request per step
     batch_budget: str = "uniform"
-    batch_node_budget: int = Field(0, ge=0)  # nodes per step over the batch; 0: no cap
+    batch_node_budget: int = Field(0, ge=0, le=MAX_BATCH_NODE_BUDGET)  # nodes per step over the batch; 0: no cap
     scheduler: str = "fcfs"
     scheduler_options: dict[str, Any] = {}
     router: str = "round-robin"
@@ -178,9 +199,9 @@ class SloSpec(Strict):
 
 class Scenario(Strict):
     name: str = "scenario"
-    seed: int = 0
-    duration_s: float = 60.0  # arrivals stop here
-    horizon_s: float | None = Field(None, gt=0)  # the run stops here; None: when every request is done
+    seed: int = Field(0, ge=0)  # numpy seeds are non-negative
+    duration_s: float = Field(60.0, le=MAX_DURATION_S)  # arrivals stop here
+    horizon_s: float | None = Field(None, gt=0, le=MAX_DURATION_S)  # the run stops here; None: when every request is done
     cluster: ClusterSpec = ClusterSpec()
     models: ModelsSpec = ModelsSpec(pair="demo")
     deployment: DeploymentSpec = DeploymentSpec()
@@ -218,33 +239,85 @@ def validate_fields(data: dict, base_dir: Path | None = None) -> Scenario:
 
 
 def read_scenario_file(path: str | Path) -> dict:
+    """A scenario file's data: TOML, or JSON when the name ends in ``.json`` (the
+    ``scenario.json`` a run writes beside its results). The text must be UTF-8."""
     path = Path(path)
+    kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: scenario is not UTF-8 text (at byte offset {exc.start})") from None
+    try:
+        data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ScenarioError(f"{path}: not valid {kind}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a scenario must be a {kind} table of fields, got {type(data).__name__}")
+    return data
 
 
 OPEN_TABLES = ("tree_options", "scheduler_options", "domains")  # free-form keys allowed
 
+# Fields resolved from another field. Switching that field to a new value without giving
+# these too resets them, so they resolve anew: a new pair brings its own target and draft, a
+# new policy starts from its own default options. Naming the same value as the base keeps them.
+DEPENDENTS: dict[str, dict[str, Any]] = {
+    "models.pair": {"models.target": None, "models.draft": None},
+    "policies.tree": {"policies.tree_options": {}},
+    "policies.scheduler": {"policies.scheduler_options": {}},
+}
+
+
+def _parent(data: dict, dotted: str) -> tuple[dict, str]:
+    """The table that holds ``dotted``'s leaf, and the leaf's name; ``ScenarioError`` when
+    there is no such field."""
+    node = data
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        if not isinstance(node.get(part), dict):
+            raise ScenarioError(f"{dotted}: no such field")
+        node = node[part]
+    if leaf not in node and not (parents and parents[-1] in OPEN_TABLES):
+        raise ScenarioError(f"{dotted}: no such field")
+    return node, leaf
+
+
+def check_fields(scenario: Scenario, fields) -> None:
+    """Every dotted name in ``fields`` names a field of the scenario (or a key of an open table)."""
+    data = scenario.model_dump()
+    for dotted in fields:
+        _parent(data, dotted)
+
+
+def lookup(data: dict, dotted: str) -> Any:
+    node, leaf = _parent(data, dotted)
+    return node.get(leaf)
+
 
 def overridden(scenario: Scenario, overrides: dict[str, Any]) -> dict:
-    """The scenario's data with dotted fields replaced (``{"workload.rate": 4}``)."""
+    """The scenario's data with dotted fields replaced (``{"workload.rate": 4}``); fields
+    resolved from a replaced one are reset (``DEPENDENTS``)."""
     data = scenario.model_dump()
-    # Options belong to one policy: switching policy without new options drops the old ones.
-    for policy, options in (("policies.tree", "policies.tree_options"), ("policies.scheduler", "policies.scheduler_options")):
-        if policy in overrides and options not in overrides:
-            data["policies"][options.split(".")[1]] = {}
+    for field, dependents in DEPENDENTS.items():
+        if field in overrides and overrides[field] != lookup(data, field):
+            for dependent, reset in dependents.items():
+                if dependent not in overrides:
+                    node, leaf = _parent(data, dependent)
+                    node[leaf] = copy.deepcopy(reset)
     for dotted, value in overrides.items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                raise ScenarioError(f"{dotted}: no such field")
-            node = node[part]
-        if leaf not in node and not (parents and parents[-1] in OPEN_TABLES):
-            raise ScenarioError(f"{dotted}: no such field")
+        node, leaf = _parent(data, dotted)
         node[leaf] = value
+    return data
+
+
+def portable(scenario: Scenario) -> dict:
+    """The scenario's data with its file paths (trace, calibration profile) made absolute,
+    so the data still resolves when written somewhere else (``scenario.json`` in a results
+    directory) and read back by ``specgrove sim``."""
+    data = scenario.model_dump()
+    for section, key in (("workload", "trace"), ("calibration", "profile")):
+        if data[section][key]:
+            data[section][key] = str(Path(data[section][key]).resolve())
     return data

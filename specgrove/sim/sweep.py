@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from specgrove.sim.build import resolve_variant
-from specgrove.sim.scenario import Scenario, ScenarioError
+from specgrove.results import manifest, staged
+from specgrove.sim.scenario import ScenarioError, portable
 
 
 def parse_value(text: str) -> Any:
@@ -37,22 +41,44 @@ def parse_vary(specs: Sequence[str]) -> dict[str, list]:
     return vary
 
 
-def combinations(base: Scenario, vary: dict[str, list]) -> list[tuple[dict[str, Any], Scenario, Any]]:
-    """Every combination as (overrides, scenario, built): validated and built once each, so a
-    bad variant fails before any process starts."""
+def combinations(vary: dict[str, list]) -> list[dict[str, Any]]:
+    """Every combination of ``vary``'s values, as overrides (dotted field -> value)."""
     keys = list(vary)
-    out = [dict(zip(keys, values)) for values in itertools.product(*(vary[k] for k in keys))]
-    return [(overrides, *resolve_variant(base, overrides)) for overrides in out]
+    return [dict(zip(keys, values)) for values in itertools.product(*(vary[k] for k in keys))]
 
 
-def run_parallel(fn: Callable, jobs: list, processes: int | None, progress: bool) -> list:
+def _ignore_sigint() -> None:
+    # Ctrl-C is the parent's to handle: workers that each caught it would print a traceback
+    # apiece. The parent stops them itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_parallel(fn: Callable, jobs: list, processes: int | None, crashed: Callable) -> list:
+    """``fn(job)`` for every job, in ``processes`` spawned processes, results in job order.
+    ``fn`` reports its own errors in what it returns; a worker process that dies (killed,
+    out of memory) fails only the jobs it held: their results are ``crashed(job, exc)``."""
+    if not jobs:
+        return []
     processes = max(1, min(processes or multiprocessing.cpu_count(), len(jobs)))
     if processes == 1:
-        results = [fn(j) for j in jobs]
-    else:
-        with multiprocessing.get_context("spawn").Pool(processes) as pool:
-            results = pool.map(fn, jobs)
-    return results
+        return [fn(j) for j in jobs]
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
+    try:
+        futures = [pool.submit(fn, j) for j in jobs]
+        results = []
+        for job, future in zip(jobs, futures):
+            try:
+                results.append(future.result())
+            except BrokenProcessPool as exc:
+                results.append(crashed(job, exc))
+        pool.shutdown()
+        return results
+    except BaseException:  # Ctrl-C (or an error here): stop the workers, not wait for them
+        workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+        for proc in workers:
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
 
 
 TABLE_COLUMNS = (
@@ -63,15 +89,29 @@ TABLE_COLUMNS = (
 )
 
 
-def table(results: list[tuple[dict[str, Any], Any]]) -> str:
-    keys = list(results[0][0]) if results else []
-    head = keys + [c[0] for c in TABLE_COLUMNS] + ["ttft p50", "tpot p50", "e2e p99"]
+def _variants(results: Sequence) -> list:
+    """Sweep results as ``api.Variant``s: given as such, or as (overrides, Result) pairs."""
+    from specgrove.sim.api import Variant
+
+    return [r if isinstance(r, Variant) else Variant(i, r[0], r[1].scenario, result=r[1])
+            for i, r in enumerate(results)]
+
+
+def table(results: Sequence) -> str:
+    """One row per variant (``api.Variant`` or (overrides, Result)); a failed one reads FAILED."""
+    variants = _variants(results)
+    keys = list(variants[0].overrides) if variants else []
+    head = keys + [c[0] for c in TABLE_COLUMNS] + ["ttft p50", "tpot p50", "e2e p99", "rejected"]
     lines = []
-    for overrides, res in results:
-        s = res.summary
-        cells = [str(overrides[k]) for k in keys]
+    for v in variants:
+        cells = [str(v.overrides[k]) for k in keys]
+        if not v.ok:
+            lines.append(cells + ["FAILED"] + ["-"] * (len(head) - len(cells) - 1))
+            continue
+        s = v.result.summary
         cells += ["-" if s[key] is None else fmt.format(s[key]) for _, key, fmt in TABLE_COLUMNS]
         cells += [_fmt_s(s["ttft_s"]["p50"]), _fmt_s(s["tpot_s"]["p50"]), _fmt_s(s["e2e_s"]["p99"])]
+        cells.append(str(s["num_rejected"]))
         lines.append(cells)
     widths = [max(len(r[i]) for r in [head] + lines) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in [head] + lines)
@@ -81,18 +121,21 @@ def _fmt_s(value: float | None) -> str:
     return "-" if value is None else f"{value * 1e3:.1f}ms"
 
 
-def plot(results: list[tuple[dict[str, Any], Any]], path: Path, x_field: str = "workload.rate") -> None:
-    """Latency (p50 E2E) and throughput against load, one line per other-field variant."""
+def plot(results: Sequence, path: Path, x_field: str = "workload.rate") -> None:
+    """Latency (p50 E2E) and throughput against load, one line per other-field variant
+    (failed variants left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     lines: dict[str, list] = {}
-    for overrides, res in results:
-        label = ", ".join(f"{k}={v}" for k, v in overrides.items() if k != x_field) or "base"
-        x = overrides.get(x_field, res.scenario.workload.rate)
-        lines.setdefault(label, []).append((x, res.summary))
+    for v in _variants(results):
+        if not v.ok:
+            continue
+        label = ", ".join(f"{k}={val}" for k, val in v.overrides.items() if k != x_field) or "base"
+        x = v.overrides.get(x_field, v.result.scenario.workload.rate)
+        lines.setdefault(label, []).append((x, v.result.summary))
     fig, (ax_lat, ax_tp) = plt.subplots(1, 2, figsize=(10, 4))
     for label, points in lines.items():
         points.sort(key=lambda p: p[0])
@@ -103,19 +146,44 @@ def plot(results: list[tuple[dict[str, Any], Any]], path: Path, x_field: str = "
     ax_tp.set(xlabel=x_field, ylabel="tokens/s", title="throughput")
     ax_lat.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
 
 
-def write_sweep(results: list[tuple[dict[str, Any], Any]], out: Path, fields: list[str]) -> str:
-    """DIR/sweep.md (the table), DIR/sweep.json (each variant's overrides and summary) and
-    DIR/sweep.png; returns the table."""
-    import json
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n", encoding="utf-8")
 
-    out.mkdir(parents=True, exist_ok=True)
-    text = table(results)
-    (out / "sweep.md").write_text("```\n" + text + "\n```\n")
-    (out / "sweep.json").write_text(json.dumps([{"vary": v, "summary": r.summary} for v, r in results], indent=2) + "\n")
-    x_field = "workload.rate" if "workload.rate" in fields else fields[0]
-    plot(results, out / "sweep.png", x_field)
+
+def write_sweep(results: Sequence, out: Path, fields: list[str], command: str | None = None,
+                manifest_extra: dict | None = None) -> str:
+    """DIR/sweep.md (the table), DIR/sweep.json (each variant's overrides, status, summary or
+    error), DIR/sweep.png (the variants that ran), DIR/variants/NNN/ (each variant's resolved
+    scenario.json, which ``specgrove sim`` reads back, and its summary.json or error.txt) and,
+    given the ``command``, DIR/manifest.json; all written to temporaries and renamed into
+    place together (``results.staged``). Returns the table. ``results``: ``api.Variant``s, or (overrides, Result) pairs."""
+    variants = _variants(results)
+    text = table(variants)
+    entries = []
+    with staged(out) as stage:
+        folder = stage.folder("variants")
+        for v in variants:
+            name = f"{v.index:03d}"
+            (folder / name).mkdir()
+            entry = {"variant": name, "vary": v.overrides, "status": "ok" if v.ok else "failed"}
+            if v.scenario is not None:
+                _write_json(folder / name / "scenario.json", portable(v.scenario))
+                entry["scenario"] = f"variants/{name}/scenario.json"
+            if v.ok:
+                _write_json(folder / name / "summary.json", v.result.summary)
+                entry["summary"] = v.result.summary
+            else:
+                (folder / name / "error.txt").write_text((v.error or "") + "\n" + (v.detail or ""), encoding="utf-8")
+                entry["error"] = v.error
+            entries.append(entry)
+        stage.write_text("sweep.md", "```\n" + text + "\n```\n")
+        stage.write_json("sweep.json", entries)
+        if any(v.ok for v in variants):
+            plot(variants, stage.file("sweep.png"), "workload.rate" if "workload.rate" in fields else fields[0])
+        if command is not None:
+            stage.write_json("manifest.json", manifest(command, **(manifest_extra or {})))
     return text

@@ -28,17 +28,25 @@ class Arrival:
     output_tokens: int
     domain: str = "default"
     prompt: str | None = None  # a trace may carry the prompt's text (the real server needs one)
+    prompt_clamped: bool = False  # drawn above its LengthSpec's max, and cut to it
+    output_clamped: bool = False
 
 
-def sample_length(dist, rng: np.random.Generator) -> int:
-    """One length from a ``fixed`` / ``uniform`` / ``lognormal`` spec (see ``scenario``)."""
+def draw_length(dist, rng: np.random.Generator) -> tuple[int, bool]:
+    """One length from a ``fixed`` / ``uniform`` / ``lognormal`` spec (see ``scenario``), and
+    whether it was drawn above ``dist.max`` and clamped to it."""
     if dist.dist == "fixed":
         value = dist.value
     elif dist.dist == "uniform":
         value = int(rng.integers(dist.low, dist.high + 1))
     else:  # lognormal, parametrised by its median: median = exp(mu)
         value = int(round(dist.median * math.exp(dist.sigma * rng.standard_normal())))
-    return int(min(max(value, 1), dist.max))
+    value = max(value, 1)
+    return (int(dist.max), True) if value > dist.max else (int(value), False)
+
+
+def sample_length(dist, rng: np.random.Generator) -> int:
+    return draw_length(dist, rng)[0]
 
 
 def mean_length(dist) -> float:
@@ -73,13 +81,15 @@ def _gaps(workload, rng: np.random.Generator) -> Iterator[float]:
 
 def synthetic(workload, rng: np.random.Generator) -> Iterator[Arrival]:
     names = sorted(workload.domains) or ["default"]
-    weights = np.array([workload.domains[n] for n in names]) if workload.domains else np.ones(1)
+    weights = np.array([workload.domains[n] for n in names], dtype=float) if workload.domains else np.ones(1)
+    weights = weights / weights.max()  # first by the largest: a sum of huge weights would overflow
     weights = weights / weights.sum()
     t = 0.0
     for gap in _gaps(workload, rng):
         t += gap
         domain = names[0] if len(names) == 1 else names[int(rng.choice(len(names), p=weights))]
-        yield Arrival(t, sample_length(workload.prompt, rng), sample_length(workload.output, rng), domain)
+        (prompt, p_clamped), (output, o_clamped) = draw_length(workload.prompt, rng), draw_length(workload.output, rng)
+        yield Arrival(t, prompt, output, domain, prompt_clamped=p_clamped, output_clamped=o_clamped)
 
 
 TRACE_FIELDS = {"arrival_s": float, "prompt_tokens": int, "output_tokens": int}
@@ -112,6 +122,24 @@ def load_trace(path: str | Path) -> list[Arrival]:
 
 def arrivals(workload, rng: np.random.Generator, trace: Sequence[Arrival] | None = None) -> Iterator[Arrival]:
     return iter(trace) if workload.arrival == "trace" else synthetic(workload, rng)
+
+
+def expected_arrivals(workload, duration_s: float, trace: Sequence[Arrival] | None = None) -> float:
+    """About how many requests arrive by ``duration_s``: the trace's rows up to then, or the
+    rate times the window (onoff: at most the on windows' share, plus one per period for the
+    arrival an off window pushes to the next on). Cheap: nothing is drawn."""
+    if workload.arrival == "trace":
+        return float(sum(1 for a in (trace or ()) if a.arrival_s <= duration_s))
+    estimate = workload.rate * duration_s
+    if workload.arrival == "onoff":
+        period = workload.on_s + workload.off_s
+        estimate = min(estimate, (duration_s / period + 1) * (workload.rate * workload.on_s + 1))
+    return estimate
+
+
+def arrivals_after(trace: Sequence[Arrival] | None, duration_s: float) -> int:
+    """The trace's rows that come after ``duration_s`` (a run does not replay them)."""
+    return sum(1 for a in (trace or ()) if a.arrival_s > duration_s)
 
 
 def scenario_arrivals(workload, duration_s: float, rng: np.random.Generator,
