@@ -30,8 +30,8 @@ from specgrove import __version__
 # What a results directory may hold: ``sim``'s files, ``sweep``'s files, and the manifest.
 # Finding any of them in ``--out`` means another run's results are there.
 RESULT_NAMES = (
-    "manifest.json", "summary.json", "requests.csv", "scenario.json", "run.json",
-    "sweep.md", "sweep.json", "sweep.png", "variants",
+    "manifest.json", "summary.json", "requests.csv", "scenario.json", "run.json", "cdf.png", "timeseries.png",
+    "sweep.md", "sweep.json", "sweep.png", "variants", "capacity.json", "capacity.md", "capacity.png",
 )
 
 

@@ -244,10 +244,13 @@ def read_trace(path: str | Path) -> Trace:
 
 
 def summarize(steps: Iterable[StepRecord], num_tokens: int, wall_s: float) -> dict:
-    """Aggregate one run's steps: tau is tokens emitted per request per step."""
+    """Aggregate one run's steps: tau is tokens emitted per request per step; the
+    speculative-decoding metrics as vLLM reports them (``spec_metrics``) are added."""
+    from specgrove.spec_metrics import spec_decode_metrics
+
     steps = list(steps)
     shares = [r for s in steps for r in s.requests]
-    return {
+    stats = {
         "tokens": num_tokens,
         "steps": len(shares),
         "target_forwards": len(steps),
@@ -258,3 +261,5 @@ def summarize(steps: Iterable[StepRecord], num_tokens: int, wall_s: float) -> di
         "draft_ms": sum(s.draft_ms for s in steps),
         "verify_ms": sum(s.verify_ms for s in steps),
     }
+    stats.update({k: v for k, v in spec_decode_metrics(steps).items() if k not in stats})
+    return stats

@@ -123,8 +123,17 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         print(f"\n\n[{args.method}] {stats['tokens']} tokens, {stats['steps']} steps, tau {stats['tau']:.2f}, "
               f"{stats['tokens_per_s']:.1f} tokens/s, draft {stats['draft_ms']:.0f} ms, "
-              f"verify {stats['verify_ms']:.0f} ms", file=sys.stderr)
+              f"verify {stats['verify_ms']:.0f} ms" + _spec_line(stats), file=sys.stderr)
     return 0
+
+
+def _spec_line(stats: dict) -> str:
+    """Accepted nodes per step and the acceptance rate by draft depth, where a tree was drafted."""
+    if not stats.get("acceptance_by_depth"):
+        return ""
+    depths = " ".join(f"{a:.2f}" for a in stats["acceptance_by_depth"][:6])
+    return (f"; accepted {stats['mean_accepted_len']:.2f} nodes/step, "
+            f"{100 * (stats['draft_acceptance_rate'] or 0):.0f}% of drafted; by depth {depths}")
 
 
 def _capture_trees(engine, steps: int) -> list[tuple[int, object]]:

@@ -126,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
           f"({summary['num_rejected']} rejected); {summary['throughput_tokens_per_s']:.1f} tok/s; "
           f"TTFT p50 {_ms(summary['ttft_s']['p50'])}, TPOT p50 {_ms(summary['tpot_s']['p50'])}, "
           f"E2E p99 {_ms(summary['e2e_s']['p99'])}")
+    from specgrove.serve.load import stats_table
+
+    print(stats_table(summary))
     print(f"wrote {out}/requests.csv, summary.json, load.json")
     return 0
 

@@ -14,7 +14,11 @@ from specgrove.commands import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", help="scenario file: TOML (see examples/), or a run's scenario.json")
+    parser.add_argument("scenario", nargs="?",
+                        help="scenario file: TOML (see examples/, `--template`, and the reference in "
+                             "docs/simulator.md), or a run's scenario.json")
+    parser.add_argument("--template", action="store_true",
+                        help="print a commented scenario TOML with every field at its default, and exit")
     parser.add_argument("--out", help="directory for summary.json, requests.csv, scenario.json, run.json, manifest.json")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results already in --out (and an existing --trace file)")
@@ -22,7 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-requests", type=int, metavar="N",
                         help="refuse a run expected to simulate more than N requests (default 2,000,000)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="skip cdf.png (TTFT/TPOT/E2E CDFs) and timeseries.png (batch, KV use, queue per replica)")
     parser.add_argument("--trace", help="write the run's step trace (the executor's format) to this file")
+    parser.epilog = ("Scenario reference: docs/simulator.md (every section and field); "
+                     "`specgrove sim --template` prints a commented scenario with every default, "
+                     "`specgrove presets` the GPU, link, model and pair names.")
 
 
 def check_limits(args: argparse.Namespace) -> int:
@@ -90,6 +99,13 @@ def run(args: argparse.Namespace) -> int:
     from specgrove.sim.api import Result, check_size, resolve_any, run_scenario
     from specgrove.sim.scenario import ScenarioError
 
+    if args.template:
+        from specgrove.sim.template import template
+
+        sys.stdout.write(template())
+        return 0
+    if args.scenario is None:
+        raise UsageError("sim needs a SCENARIO file (or --template to print one)")
     max_requests = check_limits(args)
     try:
         out = check_out_dir(args.out, "--out", overwrite=args.overwrite) if args.out else None
@@ -122,10 +138,11 @@ def run(args: argparse.Namespace) -> int:
     print(short_table(result.summary, result.run))
     if out is not None:
         try:
-            result.write(out, command_line("sim", args, positionals=("scenario",)))
+            result.write(out, command_line("sim", args, positionals=("scenario",)), plots=not args.no_plots)
             if args.overwrite:
-                remove_stale(out, (*Result.FILES, "manifest.json"))
+                remove_stale(out, (*Result.FILES, *(() if args.no_plots else Result.PLOTS), "manifest.json"))
         except OSError as exc:
             raise UsageError(f"--out {args.out}: cannot write results: {exc.strerror or exc}") from None
-        print(f"wrote {out}/summary.json, requests.csv, scenario.json, run.json, manifest.json")
+        plots = "" if args.no_plots else ", cdf.png, timeseries.png"
+        print(f"wrote {out}/summary.json, requests.csv, scenario.json, run.json, manifest.json{plots}")
     return 0

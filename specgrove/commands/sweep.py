@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-requests", type=int, metavar="N",
                         help="refuse a sweep with a variant expected to simulate more than N requests "
                              "(default 2,000,000)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (on stderr) over variants")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             if line not in warned:
                 warned.add(line)
                 warn(line)
-    variants = run_sweep(variants, args.processes)
+    variants = run_sweep(variants, args.processes, progress=None if args.no_progress else "sweep")
     failed = [v for v in variants if not v.ok]
     if out is not None:
         extra = {"seed": args.seed if args.seed is not None else base.seed, "vary": vary,

@@ -174,6 +174,7 @@ def aggregate(results: list[RunResult]) -> list[dict]:
                "wall_ms_per_step": float(np.median([1e3 * r.stats["wall_s"] / max(r.stats["target_forwards"], 1) for r in runs])),
                "tokens_per_s_runs": [r.stats["tokens_per_s"] for r in runs]}
         row.update(spread(row["tokens_per_s_runs"]))
+        row.update(spec_row(runs))
         wires = [r.stats["wire"] for r in runs if "wire" in r.stats]
         if wires:  # a separate draft: what crossed per step, and how much draft time was hidden
             row["wire_bytes_per_step"] = float(np.median([w["step_bytes_per_step"] for w in wires]))
@@ -191,6 +192,30 @@ def aggregate(results: list[RunResult]) -> list[dict]:
         row["speedup_min"] = row["tokens_per_s_min"] / ar["tokens_per_s"] if ar else float("nan")
         row["speedup_max"] = row["tokens_per_s_max"] / ar["tokens_per_s"] if ar else float("nan")
     return rows
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.median(values)) if values else None
+
+
+def spec_row(runs: list[RunResult]) -> dict:
+    """The speculative-decoding metrics (``spec_metrics``) of one (batch, method): medians over
+    the repeats; acceptance by depth per depth; the accepted-length histogram summed over them.
+    Runs without them (hf-assisted) give an empty dict."""
+    stats = [r.stats for r in runs if "acceptance_by_depth" in r.stats]
+    if not stats:
+        return {}
+    depth = max(len(s["acceptance_by_depth"]) for s in stats)
+    hist = np.zeros(max(len(s["accepted_len_hist"]) for s in stats), dtype=np.int64)
+    for s in stats:
+        hist[: len(s["accepted_len_hist"])] += s["accepted_len_hist"]
+    row = {"acceptance_by_depth": [_median([s["acceptance_by_depth"][d] if d < len(s["acceptance_by_depth"]) else None
+                                            for s in stats]) for d in range(depth)],
+           "accepted_len_hist": hist.tolist()}
+    for k in ("mean_accepted_len", "draft_acceptance_rate", "draft_ms_per_token", "verify_ms_per_token"):
+        row[k] = _median([s.get(k) for s in stats])
+    return row
 
 
 def spread(values: list[float]) -> dict:

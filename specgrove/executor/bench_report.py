@@ -27,6 +27,33 @@ def spread_cell(row: dict) -> str:
     return f"{row['tokens_per_s_min']:.1f}-{row['tokens_per_s_max']:.1f}"
 
 
+SPEC_DEPTHS = 6  # acceptance by draft depth shown in bench.md (bench.json has every depth)
+
+
+def spec_table(rows: list[dict]) -> list[str]:
+    """bench.md's speculative-decoding table (vLLM's metrics): per method and batch, the mean
+    accepted length and the acceptance rate at draft depths 1..6; empty without such rows."""
+    spec = [r for r in rows if r.get("acceptance_by_depth")]
+    if not spec:
+        return []
+
+    def cell(value) -> str:
+        return "" if value is None else f"{value:.2f}"
+
+    out = ["", "Speculation: tree nodes accepted per request-step (mean accepted), accepted over drafted "
+           f"nodes overall and at draft depths 1-{SPEC_DEPTHS}, draft and verify ms per emitted token.", "",
+           "| batch | method | mean accepted | accept rate | "
+           + " | ".join(f"d{d}" for d in range(1, SPEC_DEPTHS + 1)) + " | draft ms/tok | verify ms/tok |",
+           "|---:|---|---:|---:|" + "---:|" * SPEC_DEPTHS + "---:|---:|"]
+    for r in spec:
+        by_depth = list(r["acceptance_by_depth"][:SPEC_DEPTHS]) + [None] * SPEC_DEPTHS
+        out.append(f"| {r['batch_size']} | {r['method']} | {cell(r.get('mean_accepted_len'))} | "
+                   f"{cell(r.get('draft_acceptance_rate'))} | "
+                   + " | ".join(cell(v) for v in by_depth[:SPEC_DEPTHS])
+                   + f" | {cell(r.get('draft_ms_per_token'))} | {cell(r.get('verify_ms_per_token'))} |")
+    return out
+
+
 def write_report(out: Path, rows: list[dict], config: dict, command: str | None = None) -> None:
     """bench.json, bench.md, speedup.png and manifest.json in ``out``, each written atomically
     (a temporary file in ``out``, then renamed), so no reader sees half a report."""
@@ -66,6 +93,7 @@ def write_report(out: Path, rows: list[dict], config: dict, command: str | None 
                   "| batch | method | bytes/step | bytes/node | overlap |", "|---:|---|---:|---:|---:|"]
         lines += [f"| {r['batch_size']} | {r['method']} | {r['wire_bytes_per_step']:.0f} | "
                   f"{r['wire_bytes_per_node']:.1f} | {r['overlap_fraction']:.2f} |" for r in wired]
+    lines += spec_table(rows)
     # The plot first (the likeliest to fail: then nothing was replaced), bench.json (the marker
     # of a finished run) last.
     with atomic_path(out / "speedup.png") as tmp:

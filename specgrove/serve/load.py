@@ -19,13 +19,14 @@ import json
 import math
 import sysconfig
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from specgrove.jsonl import read_jsonl
+from specgrove.sim.metrics import chunk_gaps
 from specgrove.sim.records import RequestRecord
 from specgrove.sim.workload import Arrival
 
@@ -47,6 +48,7 @@ class Outcome:
     num_steps: int = 0
     rejected: bool = False
     error: str = ""
+    chunk_s: list[float] = field(default_factory=list)  # when each chunk with text arrived (ITL)
 
 
 def default_prompt_texts() -> list[str]:
@@ -107,8 +109,11 @@ async def _one(client: httpx.AsyncClient, url: str, body: dict, t0: float, out: 
                 if "error" in chunk:
                     out.error = f"server error: {chunk['error'].get('message')}"[:300]
                     return
+                now = time.perf_counter() - t0
                 if math.isnan(out.first_token_s):
-                    out.first_token_s = time.perf_counter() - t0
+                    out.first_token_s = now
+                if any(c.get("text") for c in chunk.get("choices") or ()):
+                    out.chunk_s.append(now)
                 times = chunk.get("specgrove")
                 if times is not None:
                     out.prompt_tokens = chunk["usage"]["prompt_tokens"]
@@ -164,5 +169,28 @@ def records(arrivals: list[Arrival], outcomes: list[Outcome]) -> list[RequestRec
             rec.admitted_s = a.arrival_s + o.queued_s
             rec.first_token_s, rec.finish_s = o.first_token_s, o.finish_s
             rec.decode_steps, rec.decode_tokens = o.num_steps, o.num_tokens - 1
+            rec.chunk_gaps_s = tuple(chunk_gaps(o.chunk_s).tolist())
         out.append(rec)
     return out
+
+
+def stats_table(summary: dict) -> str:
+    """The summary as vLLM's ``benchmark_serving`` prints it: request and token throughput
+    (output and total), then mean, median and p99 of TTFT, TPOT, ITL and E2E in ms."""
+    def ms(value) -> str:
+        return "-" if value is None else f"{value * 1e3:.2f}"
+
+    lines = [f"{'Successful requests:':<40}{summary['num_finished']:>12}",
+             f"{'Benchmark duration (s):':<40}{summary['span_s']:>12.2f}",
+             f"{'Request throughput (req/s):':<40}{summary['throughput_requests_per_s']:>12.2f}",
+             f"{'Output token throughput (tok/s):':<40}{summary['output_throughput_tokens_per_s']:>12.2f}",
+             f"{'Total token throughput (tok/s):':<40}{summary['total_throughput_tokens_per_s']:>12.2f}"]
+    for key, name in (("ttft_s", "Time to First Token"), ("tpot_s", "Time per Output Token (excl. 1st token)"),
+                      ("itl_s", "Inter-token Latency"), ("e2e_s", "End-to-end Latency")):
+        short = key.split("_")[0].upper()
+        p = summary[key]
+        lines += [f"{'-' * 15}{name}{'-' * max(52 - 15 - len(name), 3)}",
+                  f"{f'Mean {short} (ms):':<40}{ms(p['mean']):>12}",
+                  f"{f'Median {short} (ms):':<40}{ms(p['p50']):>12}",
+                  f"{f'P99 {short} (ms):':<40}{ms(p['p99']):>12}"]
+    return "\n".join(lines)

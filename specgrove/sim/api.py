@@ -14,6 +14,7 @@ from specgrove.results import manifest, staged
 from specgrove.sim.build import Built, build, resolve
 from specgrove.sim.cluster import SimCluster
 from specgrove.sim.metrics import request_rows, summarise, write_requests_csv
+from specgrove.sim.records import Series
 from specgrove.sim.scenario import Scenario, ScenarioError, portable, read_scenario_file
 from specgrove.sim.workload import arrivals_after, expected_arrivals
 from specgrove.trace import TraceWriter
@@ -60,17 +61,27 @@ class Result:
     summary: dict
     requests: list[dict] = field(repr=False)
     run: dict = field(default_factory=dict)
+    # replica id -> its ``records.Series`` (batch size, KV use, queue length at each step)
+    series: dict = field(default_factory=dict, repr=False)
 
     FILES = ("summary.json", "requests.csv", "scenario.json", "run.json")
+    PLOTS = ("cdf.png", "timeseries.png")  # with ``write(..., plots=True)``
 
-    def write(self, out_dir: str | Path, command: str | None = None) -> Path:
+    def write(self, out_dir: str | Path, command: str | None = None, plots: bool = False) -> Path:
         """DIR/summary.json, DIR/requests.csv, DIR/scenario.json (the resolved scenario, which
         ``specgrove sim`` reads back: its paths are absolute), DIR/run.json (wall-clock
-        figures) and, given the ``command`` that made the run, DIR/manifest.json. The files
-        are written to temporaries and renamed into place together (``results.staged``)."""
+        figures) and, given the ``command`` that made the run, DIR/manifest.json. With
+        ``plots``, Vidur-style figures too: DIR/cdf.png (CDFs of TTFT, TPOT and E2E) and
+        DIR/timeseries.png (batch size, KV use and queue length per replica over time). The
+        files are written to temporaries and renamed into place together (``results.staged``)."""
         out = Path(out_dir)
         scenario = portable(self.scenario)
         with staged(out) as stage:
+            if plots:  # first: the likeliest to fail, before anything else is staged
+                from specgrove.sim.plots import plot_cdfs, plot_timeseries
+
+                plot_cdfs(stage.file("cdf.png"), self.requests, self.scenario.name)
+                plot_timeseries(stage.file("timeseries.png"), self.series, self.scenario.name)
             stage.write_json("summary.json", self.summary)
             stage.write_json("run.json", self.run)
             write_requests_csv(self.requests, stage.file("requests.csv"))
@@ -134,16 +145,29 @@ def run_scenario(scenario: Scenario | str | Path | dict, seed: int | None = None
         built = replace(built, cost=cost_model)
     with TraceWriter(trace_path, keep=False, method=scenario.policies.tree, max_batch=scenario.deployment.max_batch) as trace:
         cluster = SimCluster(scenario, built, scenario.seed, trace.record if trace_path else None)
+        series = {}
+        for replica in cluster.replicas:
+            replica.series = series[replica.id] = Series(replica.setup.kv_capacity_tokens)
         _drive(cluster, scenario, progress)
     records = sorted(cluster.ledger.records.values(), key=lambda r: r.request_id)
     finishes = [r.finish_s for r in records if not math.isnan(r.finish_s)]
     end_s = max(finishes) if finishes else cluster.env.now
     elapsed = end_s if end_s > 0 else 1.0
     summary = summarise(records, scenario.slo, scenario.duration_s, end_s, cluster.utilisation(elapsed),
-                        clamped=cluster.clamped, arrivals_after_horizon=trace_rows_dropped(scenario, built))
+                        clamped=cluster.clamped, arrivals_after_horizon=trace_rows_dropped(scenario, built),
+                        itl=_itl(series.values()))
     wall = time.perf_counter() - start
     run = {"wall_s": wall, "sim_per_wall": end_s / wall if wall > 0 else None}
-    return Result(scenario, summary, request_rows(records), run)
+    return Result(scenario, summary, request_rows(records), run, series)
+
+
+def _itl(series) -> tuple[list[float], list[int]]:
+    """Every replica's per-step gaps and their weights (``records.Series``): the run's ITL."""
+    gaps, weights = [], []
+    for s in series:
+        gaps += s.gaps_s
+        weights += s.gap_weights
+    return gaps, weights
 
 
 @dataclass
@@ -214,9 +238,10 @@ def _run_variant(job: tuple[int, Scenario, Built]) -> tuple[int, Result | None, 
         return index, None, f"{type(exc).__name__}: {first}" if first else type(exc).__name__, traceback.format_exc()
 
 
-def run_sweep(variants: list[Variant], processes: int | None = None) -> list[Variant]:
+def run_sweep(variants: list[Variant], processes: int | None = None, progress: str | None = None) -> list[Variant]:
     """Run the variants that built, in parallel processes; fills each one's ``result`` or
-    ``error`` (a worker process that dies fails only its own variants)."""
+    ``error`` (a worker process that dies fails only its own variants). ``progress``: a label
+    for a bar on stderr (shown when stderr is a terminal)."""
     from specgrove.sim.sweep import run_parallel
 
     jobs = [(v.index, v.scenario, v.built) for v in variants if v.error is None]
@@ -225,7 +250,7 @@ def run_sweep(variants: list[Variant], processes: int | None = None) -> list[Var
     def crashed(job, exc: BaseException):
         return job[0], None, f"worker process died ({type(exc).__name__}: {exc})", None
 
-    for index, result, error, detail in run_parallel(_run_variant, jobs, processes, crashed):
+    for index, result, error, detail in run_parallel(_run_variant, jobs, processes, crashed, progress=progress):
         v = by_index[index]
         v.result, v.error, v.detail = result, error, detail
     return variants

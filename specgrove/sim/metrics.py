@@ -45,14 +45,59 @@ def _percentiles(values: np.ndarray) -> dict:
     return {"mean": float(values.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
 
 
+def weighted_percentiles(values, weights=None) -> dict:
+    """``_percentiles`` of values that each stand for ``weights`` samples (an inverted-CDF
+    percentile: the smallest value with at least that share of the weight at or below it)."""
+    values = np.asarray(values, dtype=float)
+    if weights is None:
+        return _percentiles(values)
+    weights = np.asarray(weights, dtype=float)
+    keep = weights > 0
+    values, weights = values[keep], weights[keep]
+    if not len(values):
+        return _percentiles(values)
+    order = np.argsort(values, kind="stable")
+    values, cum = values[order], np.cumsum(weights[order])
+    pick = [float(values[min(np.searchsorted(cum, q / 100 * cum[-1]), len(values) - 1)]) for q in (50, 90, 99)]
+    return {"mean": float(np.average(values, weights=weights[order])), "p50": pick[0], "p90": pick[1], "p99": pick[2]}
+
+
+def chunk_gaps(times) -> np.ndarray:
+    """Inter-token latencies of one streamed request: the gaps between consecutive chunks'
+    arrival times (as vLLM's ``benchmark_serving`` counts them; a chunk may hold several
+    tokens under speculative decoding)."""
+    return np.diff(np.asarray(times, dtype=float))
+
+
+def itl_samples(records: list[RequestRecord], itl=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The run's inter-token latencies: ``itl`` = (gaps, weights) when given (the simulator's
+    per-step gaps, ``records.Series``); else the finished requests' measured chunk gaps (a real
+    run); else each finished request's mean gap (first to last token over its decode steps),
+    weighted by its steps."""
+    if itl is not None:
+        return np.asarray(itl[0], dtype=float), np.asarray(itl[1], dtype=float)
+    done = [r for r in records if not r.error and not r.rejected and r.finish_s == r.finish_s]
+    if any(r.chunk_gaps_s for r in done):
+        return np.array([g for r in done for g in r.chunk_gaps_s], dtype=float), None
+    dec = [r for r in done if r.decode_steps > 0]
+    return (np.array([(r.finish_s - r.first_token_s) / r.decode_steps for r in dec], dtype=float),
+            np.array([r.decode_steps for r in dec], dtype=float))
+
+
 REJECT_REASONS = ("context_length", "kv_capacity")  # the simulator's (``RequestRecord.reject_reason``)
 
 
 def summarise(records: list[RequestRecord], slo, window_s: float, end_s: float, utilisation: dict,
-              clamped: dict | None = None, arrivals_after_horizon: int = 0) -> dict:
+              clamped: dict | None = None, arrivals_after_horizon: int = 0, itl=None) -> dict:
     """The run's summary. ``clamped``: how many prompt and output lengths were drawn above
     their max and cut to it; ``arrivals_after_horizon``: trace rows after the arrival window
-    that were not run. Real runs (``specgrove load``) have the same keys."""
+    that were not run; ``itl``: (gaps, weights) of the inter-token latencies (``itl_samples``).
+    Real runs (``specgrove load``) have the same keys.
+
+    As vLLM's ``benchmark_serving``: TTFT, TPOT, ITL (``itl_s``) and E2E as mean, p50 (the
+    median), p90 and p99; output token throughput (``output_throughput_tokens_per_s``, the
+    same as ``throughput_tokens_per_s``) and total token throughput (prompt + output tokens of
+    the finished requests, ``total_throughput_tokens_per_s``) over the span."""
     rows = request_rows(records)
     reasons = [r.reject_reason for r in records if r.rejected]
     col = {k: np.array([r[k] for r in rows], dtype=float) for k in ("arrival_s", "ttft_s", "tpot_s", "e2e_s", "queueing_s", "tau", "output_tokens")}
@@ -62,6 +107,8 @@ def summarise(records: list[RequestRecord], slo, window_s: float, end_s: float, 
     if slo.e2e_s is not None:
         ok &= col["e2e_s"] <= slo.e2e_s
     tokens = float(col["output_tokens"][done].sum())
+    prompt = float(np.array([r["prompt_tokens"] for r in rows], dtype=float)[done].sum()) if rows else 0.0
+    gaps, gap_weights = itl_samples(records, itl)
     # Little's law over [0, window]: each request contributes the part of its stay inside it.
     finish = np.where(done, col["arrival_s"] + np.nan_to_num(col["e2e_s"]), np.inf) if rows else np.zeros(0)
     in_window = col["arrival_s"] <= window_s if rows else np.zeros(0, bool)
@@ -77,12 +124,15 @@ def summarise(records: list[RequestRecord], slo, window_s: float, end_s: float, 
         "sim_end_s": end_s,
         "span_s": span,
         "throughput_tokens_per_s": per_s(tokens),
+        "output_throughput_tokens_per_s": per_s(tokens),
+        "total_throughput_tokens_per_s": per_s(tokens + prompt),
         "throughput_requests_per_s": per_s(float(done.sum())),
         "goodput_requests_per_s": per_s(float(ok.sum())),
         "slo_attainment": float(ok.sum() / len(rows)) if rows else 0.0,
         "mean_tau": float(np.nanmean(col["tau"])) if done.any() and not np.isnan(col["tau"]).all() else None,
         "ttft_s": _percentiles(col["ttft_s"][done]),
         "tpot_s": _percentiles(col["tpot_s"][done]),
+        "itl_s": weighted_percentiles(gaps, gap_weights),
         "e2e_s": _percentiles(col["e2e_s"][done]),
         "queueing_s": _percentiles(col["queueing_s"][done]),
         "utilisation": utilisation,

@@ -6,6 +6,7 @@ admitted, emits, finishes or is rejected, and metrics read the records afterward
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 
@@ -28,6 +29,9 @@ class RequestRecord:
     rejected: bool = False
     error: str = ""  # why it failed: a real request (``specgrove load``), or why the simulator rejected it
     reject_reason: str = ""  # the simulator's: "context_length" or "kv_capacity"
+    # A real request's gaps between consecutive streamed chunks (``specgrove load``: the
+    # inter-token latencies); the simulator leaves it empty and reports its ITL from ``Series``.
+    chunk_gaps_s: tuple[float, ...] = ()
 
     @property
     def tau(self) -> float:
@@ -68,3 +72,40 @@ class Ledger:
     def reject(self, request_id: int, reason: str = "", detail: str = "") -> None:
         rec = self.records[request_id]
         rec.rejected, rec.reject_reason, rec.error = True, reason, detail
+
+
+class Series:
+    """One replica's state sampled at the end of each of its steps (``Replica._account``):
+    the time, the running requests (batch size, every micro-batch's), the KV tokens cached
+    over them and that as a fraction of the replica's capacity, and the waiting queue. Also
+    the inter-token latencies: each step's gap since its micro-batch's previous step, once
+    per request that was decoding in it (weight), which is when its next chunk came out."""
+
+    FIELDS = ("t_s", "batch_size", "kv_tokens", "kv_use", "queue_len")
+
+    def __init__(self, kv_capacity_tokens: int) -> None:
+        self.capacity = max(int(kv_capacity_tokens), 1)
+        self.t_s, self.kv_use = array("d"), array("d")
+        self.batch_size, self.kv_tokens, self.queue_len = array("q"), array("q"), array("q")
+        self.gaps_s, self.gap_weights = array("d"), array("q")
+        self._last: dict[int, float] = {}
+
+    def sample(self, replica, mb, plan) -> None:
+        now = replica.env.now
+        kv = sum(m.batch.ctx_total() for m in replica.micro)
+        self.t_s.append(now)
+        self.batch_size.append(replica.num_running)
+        self.kv_tokens.append(kv)
+        self.kv_use.append(kv / self.capacity)
+        self.queue_len.append(len(replica.waiting))
+        last = self._last.get(mb.index)
+        if last is not None and plan.num_decoding:
+            self.gaps_s.append(now - last)
+            self.gap_weights.append(int(plan.num_decoding))
+        self._last[mb.index] = now
+
+    def __len__(self) -> int:
+        return len(self.t_s)
+
+    def to_dict(self) -> dict:
+        return {k: list(getattr(self, k)) for k in self.FIELDS}

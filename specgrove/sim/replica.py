@@ -66,6 +66,7 @@ class Replica:
         self.busy_s = {"gpu": 0.0, "draft_gpu": 0.0, "tp_link": 0.0, "draft_link": 0.0, "overlap": 0.0}
         self.overlap = Overlap() if pingpong else None
         self.num_steps = 0  # the replica's steps, over all its micro-batches
+        self.series = None  # a ``records.Series`` sampled at each step's end (set by ``sim.api``)
         if pingpong:
             for mb in self.micro:
                 env.process(cycle(self, mb))
@@ -232,6 +233,8 @@ class Replica:
         if step_s is None:
             step_s = plan.draft_s + plan.verify_s + plan.transfer_s + plan.other_s
         self.step_ema += 0.05 * (step_s - self.step_ema)
+        if self.series is not None:
+            self.series.sample(self, mb, plan)
 
     def _trace(self, plan: StepPlan, mb: MicroBatch, start_s: float, end_s: float) -> None:
         """This step as the executor would have traced it (before ``_apply`` moves the batch)."""

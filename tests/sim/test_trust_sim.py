@@ -368,13 +368,17 @@ def test_another_runs_results_are_kept_unless_overwrite(tmp_path, capsys):
     first = (out / "summary.json").read_bytes()
     assert sim(path, "--out", out, "--seed", 5) == 2
     assert capsys.readouterr().err.startswith(f"specgrove: error: --out {out}: already holds another run's results "
-                                              "(manifest.json, summary.json, requests.csv, scenario.json, run.json)")
+                                              "(manifest.json, summary.json, requests.csv, scenario.json, run.json, "
+                                              "cdf.png, timeseries.png)")
     assert (out / "summary.json").read_bytes() == first
     assert main(["sweep", str(path), "--vary", "workload.rate=1", "--out", str(out)]) == 2
     # --overwrite replaces them, and leaves no file of the older run behind.
     assert main(["sweep", str(path), "--vary", "workload.rate=1", "--out", str(out), "--overwrite", "--processes", "1"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "sweep.json", "sweep.md", "sweep.png", "variants"]
     assert sim(path, "--out", out, "--overwrite") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["cdf.png", "manifest.json", "requests.csv", "run.json",
+                                                     "scenario.json", "summary.json", "timeseries.png"]
+    assert sim(path, "--out", out, "--overwrite", "--no-plots") == 0  # and an older run's plots go too
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "requests.csv", "run.json", "scenario.json", "summary.json"]
 
 
