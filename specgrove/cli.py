@@ -36,7 +36,37 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "load": ("specgrove.commands.load", "replay a timed workload against a server, open loop; CSV and summary"),
     "study": ("specgrove.commands.study", "dynamic against static trees: real runs and simulated clusters; report.md"),
     "dashboard": ("specgrove.commands.dashboard", "the Streamlit app: what-if runs, sweeps, executor results, studies"),
+    "presets": ("specgrove.commands.presets", "list the simulator's GPU, link, model and pair presets with their figures"),
+    "capacity": ("specgrove.commands.capacity",
+                 "find the highest request rate a scenario serves within an SLO, per tree policy"),
 }
+
+DESCRIPTION = """\
+specgrove: dynamic-tree speculative decoding, from one GPU to a cluster. A small draft model
+proposes a tree of candidate tokens whose shape a policy picks per request and per step; the
+target model verifies the whole tree in one forward. The executor runs real models (generate,
+bench, profile, calibrate); the simulator (sim, sweep, capacity, replay, validate) predicts
+latency, throughput and SLO goodput of a serving deployment across GPUs and nodes from a
+scenario file; serve exposes the engine over an OpenAI-compatible HTTP API and load replays
+timed workloads against it. `specgrove COMMAND --help` describes each command."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default (when it has one that is not already said)
+    and its choices (when a metavar hides them); descriptions keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.help is argparse.SUPPRESS:
+            return text
+        if action.choices is not None and action.metavar is not None and "choices" not in text:
+            text += " (choices: " + ", ".join(str(c) for c in action.choices).replace("%", "%%") + ")"
+        default = action.default
+        shown = action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)
+        if (shown and "default" not in text and "%(default)" not in text
+                and default not in (None, False, [], argparse.SUPPRESS)):
+            text += " (default: %(default)s)"
+        return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,12 +82,12 @@ def _peek_subcommand(argv: list[str]) -> str | None:
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = _Parser(prog="specgrove", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="specgrove", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"specgrove {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, title="commands")
     chosen = _peek_subcommand(argv)
     for name, (module, help_text) in SUBCOMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         if name == chosen:
             importlib.import_module(module).add_arguments(p)
     return parser
