@@ -129,7 +129,10 @@ def run(args: argparse.Namespace) -> int:
     from specgrove.serve.load import stats_table
 
     print(stats_table(summary))
-    print(f"wrote {out}/requests.csv, summary.json, load.json")
+    from specgrove.results import command_line, write_manifest
+
+    write_manifest(out, command_line("load", args, positionals=("workload",)), seed=seed)
+    print(f"wrote {out}/requests.csv, summary.json, load.json, manifest.json")
     return 0
 
 

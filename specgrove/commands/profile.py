@@ -83,5 +83,8 @@ def run(args: argparse.Namespace) -> int:
     lines += [f"| {r['batch']} | {r['tokens_per_request']} | {r['context_per_request']} | {r['measured_s'] * 1e3:.3f} | "
               f"{r['fitted_s'] * 1e3:.3f} | {r['roofline_s'] * 1e3:.3f} | {r['roofline_rel_error']:+.0%} |" for r in rows]
     (out / "profile.md").write_text("\n".join(lines) + "\n")
+    from specgrove.results import command_line, write_manifest
+
+    write_manifest(out, command_line("profile", args))
     print("\n".join(lines))
     return 0

@@ -46,5 +46,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"replayed {n} requests of {run_dir}; measured acceptance for {', '.join(methods)}, "
           "the calibrated model for the rest")
     print(write_sweep(results, Path(args.out), list(results[0][0])))
-    print(f"wrote {args.out}/sweep.md, sweep.json, sweep.png, arrivals.jsonl, replay_profile.json")
+    from specgrove.results import command_line, write_manifest
+
+    write_manifest(args.out, command_line("replay", args, positionals=("run_dir",)))
+    print(f"wrote {args.out}/sweep.md, sweep.json, sweep.png, arrivals.jsonl, replay_profile.json, manifest.json")
     return 0

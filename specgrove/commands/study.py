@@ -50,5 +50,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     report = run_study(out, QUICK if args.quick else FULL, shlex.join(words), prompts, args.threads,
                        log=lambda msg: print(f"[{time.perf_counter() - started:6.1f} s] {msg}", flush=True))
+    from specgrove.results import command_line, write_manifest
+
+    write_manifest(out, command_line("study", args))
     print(f"wrote {report} and its figures and CSVs in {time.perf_counter() - started:.0f} s")
     return 0

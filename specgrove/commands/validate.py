@@ -120,5 +120,8 @@ def run(args: argparse.Namespace) -> int:
     (out / "validation.json").write_text(json.dumps(data, indent=2) + "\n")
     (out / "validation.md").write_text(text)
     print(text)
-    print(f"wrote {out}/validation.md, validation.json, cdf_load*.png")
+    from specgrove.results import command_line, write_manifest
+
+    write_manifest(out, command_line("validate", args, positionals=("scenario",)))
+    print(f"wrote {out}/validation.md, validation.json, cdf_load*.png, manifest.json")
     return 0

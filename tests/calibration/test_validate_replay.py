@@ -51,6 +51,7 @@ def test_validate_end_to_end(calibrated):
                  "chain,dynamic", "--loads", "0.5", "--prompts", str(ROOT / "benchmarks" / "prompts" / "code.jsonl"),
                  "--threads", "1"]) == 0
     data = json.loads((out / "validation.json").read_text())
+    assert json.loads((out / "manifest.json").read_text())["command"].startswith("specgrove validate ")
     assert [(r["load"], r["policy"]) for r in data["runs"]] == [(0.5, "chain"), (0.5, "dynamic")]
     for run in data["runs"]:
         for name in ("throughput_tokens_per_s", "tpot_mean_s", "e2e_p99_s"):
@@ -81,3 +82,4 @@ def test_replay_end_to_end(calibrated, tmp_path):
     real = sum(1 for _ in open(run / "requests.csv")) - 1
     assert all(v["summary"]["num_requests"] == real for v in sweep)
     assert (out / "sweep.png").exists() and (out / "replay_profile.json").exists()
+    assert json.loads((out / "manifest.json").read_text())["command"].startswith("specgrove replay ")

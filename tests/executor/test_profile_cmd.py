@@ -15,6 +15,7 @@ def test_profile_a_small_shape(tmp_path, capsys):
     assert main(["profile", "--shape", "demo-draft", "--random-weights", "--batches", "1,2", "--tokens", "1,4",
                  "--contexts", "16", "--repeats", "1", "--out", str(out)]) == 0
     data = json.loads((out / "profile.json").read_text())
+    assert json.loads((out / "manifest.json").read_text())["command"].startswith("specgrove profile")
     assert len(data["points"]) == 4 and data["gpu_preset"] == "cpu-2core"
     assert all(p["measured_s"] > 0 and p["roofline_s"] > 0 for p in data["points"])
     assert set(data["fit"]) == {"target_base_s", "target_per_request_s", "target_per_token_s", "target_per_context_token_s"}

@@ -47,6 +47,7 @@ def test_load_accounts_for_every_request(server, tmp_path, capsys):
     assert main(["load", str(scenario), "--url", server, "--out", str(out), "--no-progress"]) == 0
     real = rows(out / "requests.csv")
     summary = json.loads((out / "summary.json").read_text())
+    assert json.loads((out / "manifest.json").read_text())["command"].startswith("specgrove load ")
     sim = run_scenario(str(scenario))
     assert len(real) == summary["num_requests"] == sim.summary["num_requests"] > 5
     assert summary["num_finished"] == len(real) and all(r["error"] == "" for r in real)
