@@ -1,0 +1,80 @@
+"""The one switch between the CuPy kernels and their torch references.
+
+The executor holds a ``Kernels`` and calls only its three methods; which implementation runs
+is decided once, here: CuPy where the device is CUDA and CuPy imports, the torch references
+elsewhere. ``--kernels torch|cupy`` overrides the choice; asking for CuPy where it cannot run
+is an error with its reason, never a silent fallback. The choice is logged once per device.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from specgrove.kernels import _cupy
+
+log = logging.getLogger("specgrove.kernels")
+
+KERNEL_CHOICES = ("auto", "torch", "cupy")
+_logged: set[tuple[str, str]] = set()
+
+
+class KernelsUnavailable(ValueError):
+    """``--kernels cupy`` where CuPy kernels cannot run; the message says why."""
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """Tree layout, ragged tree attention and KV compaction, by one implementation."""
+
+    name: str  # "torch" or "cupy"
+
+    def tree_layout(self, parents, query_starts, prefix_lens, rows, max_len: int | None = None):
+        """Positions, cache slots, cache rows and the ancestor bitmask of a ragged batch of
+        trees, on the inputs' device (``specgrove.kernels.tree_layout``)."""
+        from specgrove.kernels import tree_layout as m
+
+        # The executor's inputs are built by the engine itself: no structural check (it syncs).
+        fn = m.tree_layout_cupy if self.name == "cupy" else m.tree_layout_reference
+        return fn(parents, query_starts, prefix_lens, rows, max_len=max_len, check=False)
+
+    def tree_attention(self, q, k_cache, v_cache, layout, scale: float | None = None,
+                       num_keys: int | None = None):
+        """Attention of the ragged queries ``q`` (T, Hq, D) over their requests' prefixes and
+        tree ancestors (``specgrove.kernels.tree_attention``). ``num_keys`` (the largest prefix
+        plus slice) spares the torch reference a device-to-host sync; the kernel needs none."""
+        from specgrove.kernels import tree_attention as m
+
+        args = (q, k_cache, v_cache, layout.query_starts, layout.prefix_lens, layout.request_rows, layout.bitmask)
+        if self.name == "cupy":
+            return m.tree_attention_cupy(*args, scale=scale, max_len=layout.max_len)
+        return m.tree_attention_reference(*args, scale=scale, max_len=layout.max_len, num_keys=num_keys)
+
+    def compact(self, k, v, rows, src, dst, max_moves_per_row: int | None = None) -> None:
+        """Copy slot ``src[i]`` of row ``rows[i]`` to ``dst[i]`` in every layer of K and V,
+        all sources read before any destination is written (``specgrove.kernels.kv_compact``)."""
+        from specgrove.kernels import kv_compact as m
+
+        if self.name == "cupy":
+            m.compact_cupy(k, v, rows, src, dst, max_moves_per_row=max_moves_per_row, check=False)
+        else:
+            m.compact_reference(k, v, rows, src, dst, max_moves_per_row=max_moves_per_row, check=False)
+
+
+TORCH = Kernels("torch")
+
+
+def choose(device, requested: str = "auto") -> Kernels:
+    """The kernels for ``device`` (a torch device or its name)."""
+    if requested not in KERNEL_CHOICES:
+        raise KernelsUnavailable(f"--kernels {requested!r}: expected one of {', '.join(KERNEL_CHOICES)}")
+    reason = _cupy.unavailable(device) if requested != "torch" else "asked for the torch references"
+    if requested == "cupy" and reason:
+        raise KernelsUnavailable(f"--kernels cupy cannot run: {reason}")
+    kernels = Kernels("torch") if reason else Kernels("cupy")
+    key = (str(device), kernels.name)
+    if key not in _logged:
+        _logged.add(key)
+        why = f" ({reason})" if reason else ""
+        log.info("kernels on %s: %s%s", device, kernels.name, why)
+    return kernels
