@@ -1,0 +1,197 @@
+"""Ragged tree attention for a verification forward: B requests' trees in one flat batch.
+
+Request r's new tokens (its root, then its tree nodes) are the query rows
+``query_starts[r]:query_starts[r+1]`` of ``q`` (T, Hq, D); no padding to the largest tree. Its
+K/V live in row ``request_rows[r]`` of ``k_cache, v_cache`` (rows, Hk, max_len, D): the cached
+prefix at slots [0, prefix_lens[r]), new token j at slot prefix_lens[r] + j (already written).
+Query q sees every prefix slot, and new token j of its own request iff bit j of ``bitmask[q]``
+is set (word j // 32, bit j % 32, LSB first): its ancestors, the root and itself.
+
+Two implementations of that one definition, and the checks both share:
+
+* ``tree_attention_reference``: torch only, the CPU path. It pads to (B, Tmax, Kmax) and makes
+  one SDPA call; it is the definition the kernel is tested against.
+* ``tree_attention_cupy``: the CUDA kernel of ``tree_attention.cu``: ragged, the bitmask read
+  directly, online softmax over key tiles in fp32, no dense mask anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from specgrove.kernels import _cupy
+
+# Head dims and dtypes the CUDA kernel is instantiated for (``tree_attn_<tag>_d<D>``).
+KERNEL_HEAD_DIMS = (64, 128)
+KERNEL_DTYPES = {torch.float16: "f16", torch.bfloat16: "bf16", torch.float32: "f32"}
+# (query, head) rows one thread block holds (must match ROWS in the .cu file): fp32 keeps
+# fewer so that its K/V tiles and queries still fit in 48 KiB of static shared memory.
+KERNEL_ROWS = {torch.float16: 32, torch.bfloat16: 32, torch.float32: 16}
+KERNEL_THREADS = 128
+LOG2E = 1.4426950408889634
+
+
+def check_inputs(q, k_cache, v_cache, query_starts, prefix_lens, request_rows, bitmask,
+                 *, for_kernel: bool = False) -> None:
+    """Raise ValueError on inputs that break the layout; shared by both paths.
+
+    Shapes, dtypes and devices are always checked. The values of the index tensors (starts
+    ascending from 0 to T, slices fitting their bitmask words and their cache row, rows in
+    range) are checked only when they are on the CPU: on a GPU that would cost a host sync.
+    """
+    if q.dim() != 3:
+        raise ValueError(f"q must be (T, Hq, D), got shape {tuple(q.shape)}")
+    for name, c in (("k_cache", k_cache), ("v_cache", v_cache)):
+        if c.dim() != 4:
+            raise ValueError(f"{name} must be (rows, Hk, max_len, D), got shape {tuple(c.shape)}")
+    if k_cache.shape != v_cache.shape:
+        raise ValueError(f"k_cache {tuple(k_cache.shape)} and v_cache {tuple(v_cache.shape)} differ")
+    num_tokens, num_q_heads, head_dim = q.shape
+    num_rows, num_kv_heads, cache_len, cache_dim = k_cache.shape
+    if cache_dim != head_dim:
+        raise ValueError(f"head_dim of q ({head_dim}) and of the cache ({cache_dim}) differ")
+    if num_kv_heads == 0 or num_q_heads % num_kv_heads:
+        raise ValueError(f"q heads ({num_q_heads}) must be a multiple of kv heads ({num_kv_heads})")
+    if not q.is_floating_point() or k_cache.dtype != q.dtype or v_cache.dtype != q.dtype:
+        raise ValueError(f"q, k_cache, v_cache must share one floating dtype, got "
+                         f"{q.dtype}, {k_cache.dtype}, {v_cache.dtype}")
+    index = {"query_starts": query_starts, "prefix_lens": prefix_lens, "request_rows": request_rows}
+    for name, t in index.items():
+        if t.dim() != 1 or t.dtype != torch.int32:
+            raise ValueError(f"{name} must be a 1-D int32 tensor, got {t.dtype} of shape {tuple(t.shape)}")
+    num_requests = prefix_lens.shape[0]
+    if query_starts.shape[0] != num_requests + 1 or request_rows.shape[0] != num_requests:
+        raise ValueError(f"query_starts needs B+1 entries and request_rows B, with B = "
+                         f"len(prefix_lens) = {num_requests}; got {query_starts.shape[0]} and "
+                         f"{request_rows.shape[0]}")
+    if bitmask.dim() != 2 or bitmask.dtype != torch.int32 or bitmask.shape[0] != num_tokens:
+        raise ValueError(f"bitmask must be (T={num_tokens}, W) int32, got {bitmask.dtype} of "
+                         f"shape {tuple(bitmask.shape)}")
+    tensors = {"q": q, "k_cache": k_cache, "v_cache": v_cache, "bitmask": bitmask, **index}
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        raise ValueError(f"all inputs must be on one device, got {devices}")
+    if for_kernel:
+        if q.dtype not in KERNEL_DTYPES:
+            raise ValueError(f"the CUDA kernel supports {list(KERNEL_DTYPES)}, got {q.dtype}")
+        if head_dim not in KERNEL_HEAD_DIMS:
+            raise ValueError(f"the CUDA kernel supports head_dim in {KERNEL_HEAD_DIMS}, got {head_dim}")
+        if k_cache.stride(3) != 1 or v_cache.stride(3) != 1:
+            raise ValueError("the CUDA kernel needs k_cache and v_cache contiguous along head_dim")
+    if q.device.type == "cpu":  # numpy views: no copies, microseconds
+        _check_values(query_starts.numpy(), prefix_lens.numpy(), request_rows.numpy(), num_tokens,
+                      bitmask.shape[1], num_rows, cache_len)
+
+
+def _check_values(starts, prefixes, rows, num_tokens, words, num_rows, cache_len) -> None:
+    lens = np.diff(starts.astype(np.int64))
+    if starts[0] != 0 or starts[-1] != num_tokens or (lens < 0).any():
+        raise ValueError(f"query_starts must ascend from 0 to T={num_tokens}, got {starts.tolist()}")
+    if lens.size == 0:
+        return
+    if lens.max() > 32 * words:
+        raise ValueError(f"a slice of {lens.max()} tokens needs more than the bitmask's {words} words")
+    if (prefixes < 0).any() or (prefixes + lens > cache_len).any():
+        raise ValueError(f"prefix_lens + slice lengths must lie in [0, {cache_len}]")
+    if (rows < 0).any() or (rows >= num_rows).any():
+        raise ValueError(f"request_rows must lie in [0, {num_rows}), got {rows.tolist()}")
+
+
+def _slice_lengths(query_starts: torch.Tensor, max_len: int | None) -> tuple[torch.Tensor, int]:
+    lens = (query_starts[1:] - query_starts[:-1]).long()
+    if max_len is None:
+        max_len = int(lens.max()) if lens.numel() else 0
+    return lens, max_len
+
+
+def tree_attention_reference(q, k_cache, v_cache, query_starts, prefix_lens, request_rows, bitmask,
+                             scale: float | None = None, max_len: int | None = None,
+                             num_keys: int | None = None) -> torch.Tensor:
+    """(T, Hq, D) attention outputs, in q's dtype; see the module docstring for the layout.
+
+    ``max_len`` (the longest slice) and ``num_keys`` (the largest prefix + slice length) let
+    a caller that knows them skip the device-to-host syncs that would compute them.
+    """
+    check_inputs(q, k_cache, v_cache, query_starts, prefix_lens, request_rows, bitmask)
+    num_tokens, num_q_heads, head_dim = q.shape
+    lens, t_max = _slice_lengths(query_starts, max_len)
+    if num_tokens == 0 or t_max == 0:
+        return q.new_empty(q.shape)
+    prefix = prefix_lens.long()
+    # More keys than needed are harmless (masked); more than the cache holds are not there.
+    num_keys = int((prefix + lens).max()) if num_keys is None else min(num_keys, k_cache.shape[2])
+    device = q.device
+    starts = query_starts[:-1].long()
+
+    # Padded query grid (B, Tmax): token index of each (request, position), clamped for padding.
+    t = torch.arange(t_max, device=device)
+    is_real = t[None, :] < lens[:, None]
+    token = (starts[:, None] + t[None, :]).clamp(max=num_tokens - 1)
+
+    # Key k of request b is a prefix slot if k < prefix[b], else new token j = k - prefix[b].
+    j = torch.arange(num_keys, device=device)[None, :] - prefix[:, None]          # (B, K)
+    is_new = (j >= 0) & (j < lens[:, None])
+    jc = j.clamp(0, 32 * bitmask.shape[1] - 1)
+    flat = token.view(-1)  # index_select: cheaper per call than advanced indexing on CPU
+    words = bitmask.index_select(0, flat).view(*token.shape, -1)                     # (B, Tmax, W)
+    word = words.gather(2, (jc // 32)[:, None, :].expand(-1, t_max, -1))            # (B, Tmax, K)
+    bit = (word >> (jc % 32).to(torch.int32)[:, None, :]) & 1
+    mask = (j < 0)[:, None, :] | (is_new[:, None, :] & bit.bool())
+    # Padding queries see everything: their rows are dropped, and a fully masked row is NaN.
+    mask |= ~is_real[:, :, None]
+
+    rows = request_rows.long()
+    keys = k_cache[:, :, :num_keys].index_select(0, rows)                            # (B, Hk, K, D)
+    values = v_cache[:, :, :num_keys].index_select(0, rows)
+    queries = q.index_select(0, flat).view(*token.shape, *q.shape[1:]).transpose(1, 2)  # (B, Hq, Tmax, D)
+    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask[:, None],
+                                         scale=scale, enable_gqa=num_q_heads != keys.shape[1])
+    # Un-pad: token i is position i - starts[b] of the request b whose slice holds it.
+    i = torch.arange(num_tokens, device=device)
+    owner = torch.searchsorted(query_starts[1:], i.to(torch.int32), right=True)
+    return out[owner, :, i - starts[owner]]                                          # (T, Hq, D)
+
+
+def tree_attention_cupy(q, k_cache, v_cache, query_starts, prefix_lens, request_rows, bitmask,
+                        scale: float | None = None, max_len: int | None = None,
+                        num_keys: int | None = None) -> torch.Tensor:
+    """The CUDA kernel; same arguments and result as ``tree_attention_reference``.
+
+    One thread block per (query tile, kv head, request): grid (ceil(max_len / qtile), Hk, B),
+    blocks past their request's slice exit at once, so the launch needs no host round trip
+    when ``max_len`` is given. ``num_keys`` is accepted for symmetry and not needed.
+    """
+    del num_keys  # each block reads its own request's prefix length on device
+    check_inputs(q, k_cache, v_cache, query_starts, prefix_lens, request_rows, bitmask,
+                 for_kernel=True)
+    reason = _cupy.unavailable(q.device)
+    if reason is not None:
+        raise RuntimeError(f"tree_attention_cupy cannot run: {reason}")
+    num_tokens, num_q_heads, head_dim = q.shape
+    num_kv_heads = k_cache.shape[1]
+    num_requests = prefix_lens.shape[0]
+    _, t_max = _slice_lengths(query_starts, max_len)
+    q = q.contiguous()
+    out = torch.empty_like(q)
+    if num_tokens == 0 or t_max == 0:
+        return out
+    group = num_q_heads // num_kv_heads
+    # A block holds up to ROWS (query, q-head) rows: qtile queries times the whole head group,
+    # so each K/V tile staged in shared memory serves every query and q-head of the block.
+    qtile = max(1, KERNEL_ROWS[q.dtype] // group)
+    grid = (math.ceil(t_max / qtile), num_kv_heads, num_requests)
+    scale = head_dim ** -0.5 if scale is None else scale
+    fn = _cupy.kernel("tree_attention", f"tree_attn_{KERNEL_DTYPES[q.dtype]}_d{head_dim}")
+    strides = [np.int64(c.stride(i)) for c in (k_cache, v_cache) for i in range(3)]
+    # The kernel takes fp16/bf16 as raw 16-bit words (CuPy has no bfloat16 dtype): same memory.
+    raw = (lambda t: t) if q.dtype == torch.float32 else (lambda t: t.view(torch.int16))  # noqa: E731
+    args = (raw(q), raw(k_cache), raw(v_cache), raw(out), query_starts.contiguous(), prefix_lens.contiguous(),
+            request_rows.contiguous(), bitmask.contiguous(), np.int32(bitmask.shape[1]),
+            np.int32(num_q_heads), np.int32(num_kv_heads), np.int32(qtile), *strides,
+            np.float32(scale * LOG2E))
+    _cupy.launch(fn, grid, (KERNEL_THREADS, 1, 1), args)
+    return out
