@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     with engine_errors():
         results = run_bench(pair, methods, prompts, batch_sizes, args.max_new_tokens, args.budget, args.repeats,
                             args.batch_budget, args.trace, progress, placement, pair_source(args, placement.world_size),
-                            knobs=tree_knobs(args))
+                            knobs=tree_knobs(args), kernels=args.kernels)
     bar.close()
     rows = aggregate(results)
     for message in spread_warnings(rows):

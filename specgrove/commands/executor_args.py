@@ -17,6 +17,9 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--draft", help="local directory of the draft model (safetensors)")
     group.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     group.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    group.add_argument("--kernels", choices=["auto", "torch", "cupy"], default="auto",
+                       help="tree layout, tree attention and KV compaction: the CuPy kernels or their "
+                            "torch references (default auto: cupy on CUDA where CuPy imports, else torch)")
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +121,18 @@ def check_device(args: argparse.Namespace) -> None:
             raise UsageError(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif device.type != "cpu":
         raise UsageError(f"--device {args.device}: specgrove runs on cpu, cuda or cuda:N")
+    check_kernels(args)
+
+
+def check_kernels(args: argparse.Namespace) -> None:
+    """``--kernels cupy`` only where the CuPy kernels can run (a CUDA device, CuPy importable)."""
+    from specgrove.commands import UsageError
+    from specgrove.kernels import _cupy
+
+    if getattr(args, "kernels", "auto") == "cupy":
+        reason = _cupy.unavailable(args.device)
+        if reason:
+            raise UsageError(f"--kernels cupy cannot run on --device {args.device}: {reason}")
 
 
 def probe_writable(path, flag: str, shown=None) -> None:

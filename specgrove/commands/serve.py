@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from specgrove.commands import UsageError
-from specgrove.commands.executor_args import (add_pair_arguments, add_placement_arguments, check_method,
+from specgrove.commands.executor_args import (add_pair_arguments, add_placement_arguments, check_kernels, check_method,
                                               engine_errors, load_pair_or_exit, pair_source, placement_from_args,
                                               rank_threads, run_torchrun_worker)
 
@@ -81,6 +81,7 @@ def _replica_source(args: argparse.Namespace, placement):
         raise UsageError("give --pair or --target/--draft, not both")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: CUDA is not available in this torch build")
+    check_kernels(args)
     try:
         if args.target is None and args.draft is None:
             target, name = loading.demo_paths()[0], "demo"
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServeConfig(method=args.method, budget=args.budget, batch_budget=args.batch_budget,
                          max_batch=args.max_batch, scheduler=args.scheduler, max_queue=args.max_queue,
-                         seed=args.seed)
+                         seed=args.seed, kernels=args.kernels)
     if placement.num_replicas == 1:
         pair = load_pair_or_exit(args)
         if placement.is_distributed:

@@ -38,6 +38,7 @@ class EngineConfig:
     seed: int = 0
     eos_token_id: int | None = None
     scheduler: str = "fcfs"  # a registered scheduler policy: who is admitted first
+    kernels: str = "auto"  # "cupy" on CUDA where CuPy imports, else "torch"; or either by name
 
 
 class Counter:
@@ -287,8 +288,8 @@ def build_engine(target, draft, config: EngineConfig, policy_options: dict | Non
     from specgrove.executor.memory import check_kv_fits
 
     check_kv_fits(target, draft, config.max_batch, headroom)  # refuse before allocating what cannot fit
-    lean_t = from_hf(target, config.max_batch, headroom)
-    lean_d = from_hf(draft, config.max_batch, headroom)
+    lean_t = from_hf(target, config.max_batch, headroom, config.kernels)
+    lean_d = from_hf(draft, config.max_batch, headroom, config.kernels)
     options = dict(policy_options or {})
     if config.method == "dynamic-cost" and "cost_model" not in options:
         # Measured here at start-up, then refitted from the engine's own steps as it runs.

@@ -1,9 +1,9 @@
 """The target side: verifies every request's tree in one packed forward, then compacts.
 
-The verification input is ``specgrove.packing``'s ragged ``PackedBatch``: request r brings its
-root (its last accepted token, whose K/V is not cached yet) followed by its tree nodes. Here
-it is laid into cache rows: row r's new tokens go to the slots right after its prefix, and the
-mask lets each token see the prefix, its ancestors and itself. After acceptance the accepted
+The verification input is ragged, laid out as ``specgrove.packing``'s ``PackedBatch``: request r
+brings its root (its last accepted token, whose K/V is not cached yet) followed by its tree
+nodes. Its new tokens go to the slots right after its prefix in its cache row, and each sees the
+prefix, its ancestors and itself (``specgrove.kernels`` builds that layout on the device). After acceptance the accepted
 nodes' K/V is moved onto the slots right after the root, so the prefix is never recomputed.
 """
 
@@ -12,11 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from specgrove.executor.forward_batch import ForwardBatch, prompt_batch
+from specgrove.executor.forward_batch import prompt_batch
 from specgrove.executor.request_state import RequestState
 from specgrove.executor.runtime import LeanModel
 from specgrove.executor.verify import Verdict, verify_greedy, verify_sampling
-from specgrove.packing import pack_trees
 from specgrove.tree import Tree
 
 
@@ -36,19 +35,26 @@ class TargetWorker:
 
     def verify(self, seqs: list[RequestState], trees: list[Tree]) -> torch.Tensor:
         """Logits (sum of (n_i + 1), V): each request's root row, then one row per node, request
-        after request in ``seqs`` order (no padding rows)."""
-        packed = pack_trees(trees, [s.root for s in seqs], [s.target_len for s in seqs])
-        batch = ForwardBatch([s.target_len + len(t) + 1 for s, t in zip(seqs, trees)])
-        for r, s in enumerate(seqs):
-            q0, q1 = packed.query_starts[r], packed.query_starts[r + 1]
-            base, own = s.target_len, packed.tree_masks[r]
-            # Token j sees the new tokens before it that its tree mask allows (root, ancestors);
-            # the forward batch adds the prefix and the token's own slot.
-            visible = [(base + np.flatnonzero(own[j, :j])).tolist() for j in range(q1 - q0)]
-            batch.add(s.row, base, packed.tokens[q0:q1].tolist(), packed.positions[q0:q1].tolist(),
-                      range(base, base + q1 - q0), visible)
-        select = [(s.row, c) for s, t in zip(seqs, trees) for c in range(len(t) + 1)]
-        return self.model.forward(**batch.build(self.model.device, select=select))
+        after request in ``seqs`` order (no padding rows).
+
+        The forward is ragged: the host sends the tokens and parent arrays (one copy), and the
+        kernels build positions, slots and the ancestor bitmask on the device."""
+        sizes = [len(t) + 1 for t in trees]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        T, B = int(starts[-1]), len(seqs)
+        host = np.empty(2 * T + 3 * B + 1, dtype=np.int64)
+        tokens, parents = host[:T], host[T:2 * T]
+        for s, t, a in zip(seqs, trees, starts):
+            tokens[a], parents[a] = s.root, -1
+            tokens[a + 1:a + 1 + len(t)], parents[a + 1:a + 1 + len(t)] = t.tokens, t.parents + 1
+        host[2 * T:2 * T + B + 1] = starts
+        host[2 * T + B + 1:2 * T + 2 * B + 1] = [s.target_len for s in seqs]
+        host[2 * T + 2 * B + 1:] = [s.row for s in seqs]
+        dev = torch.from_numpy(host).to(self.model.device)
+        ints = dev[T:].to(torch.int32)
+        return self.model.forward_tree(dev[:T], ints[:T], ints[T:T + B + 1], ints[T + B + 1:T + 2 * B + 1],
+                                       ints[T + 2 * B + 1:], max(sizes),
+                                       max(s.target_len + n for s, n in zip(seqs, sizes)))
 
     def accept(self, seqs: list[RequestState], trees: list[Tree], logits: torch.Tensor) -> list[Verdict]:
         """Each request's verdict, by its own sampling parameters (greedy or sampled)."""

@@ -38,17 +38,27 @@ class Kernels:
         fn = m.tree_layout_cupy if self.name == "cupy" else m.tree_layout_reference
         return fn(parents, query_starts, prefix_lens, rows, max_len=max_len, check=False)
 
-    def tree_attention(self, q, k_cache, v_cache, layout, scale: float | None = None,
-                       num_keys: int | None = None):
-        """Attention of the ragged queries ``q`` (T, Hq, D) over their requests' prefixes and
-        tree ancestors (``specgrove.kernels.tree_attention``). ``num_keys`` (the largest prefix
-        plus slice) spares the torch reference a device-to-host sync; the kernel needs none."""
+    def attention_plan(self, layout, num_keys: int | None = None):
+        """What every layer's ``tree_attention`` of one forward shares: the layout itself for
+        the kernel (it reads the bitmask directly); for the torch reference, the padded mask,
+        unpacked once per forward. ``num_keys`` (the largest prefix plus slice) spares the
+        reference a device-to-host sync."""
+        if self.name == "cupy":
+            return layout
         from specgrove.kernels import tree_attention as m
 
-        args = (q, k_cache, v_cache, layout.query_starts, layout.prefix_lens, layout.request_rows, layout.bitmask)
+        return m.padded_plan(layout.query_starts, layout.prefix_lens, layout.request_rows, layout.bitmask,
+                             layout.rows.shape[0], layout.max_len, num_keys)
+
+    def tree_attention(self, q, k_cache, v_cache, plan, scale: float | None = None):
+        """Attention of the ragged queries ``q`` (T, Hq, D) over their requests' prefixes and
+        tree ancestors (``specgrove.kernels.tree_attention``), given ``attention_plan``'s plan."""
+        from specgrove.kernels import tree_attention as m
+
         if self.name == "cupy":
-            return m.tree_attention_cupy(*args, scale=scale, max_len=layout.max_len)
-        return m.tree_attention_reference(*args, scale=scale, max_len=layout.max_len, num_keys=num_keys)
+            return m.tree_attention_cupy(q, k_cache, v_cache, plan.query_starts, plan.prefix_lens,
+                                         plan.request_rows, plan.bitmask, scale=scale, max_len=plan.max_len)
+        return m.attend_padded(plan, q, k_cache, v_cache, scale)
 
     def compact(self, k, v, rows, src, dst, max_moves_per_row: int | None = None) -> None:
         """Copy slot ``src[i]`` of row ``rows[i]`` to ``dst[i]`` in every layer of K and V,

@@ -18,6 +18,7 @@ Two implementations of that one definition, and the checks both share:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -108,23 +109,34 @@ def _slice_lengths(query_starts: torch.Tensor, max_len: int | None) -> tuple[tor
     return lens, max_len
 
 
-def tree_attention_reference(q, k_cache, v_cache, query_starts, prefix_lens, request_rows, bitmask,
-                             scale: float | None = None, max_len: int | None = None,
-                             num_keys: int | None = None) -> torch.Tensor:
-    """(T, Hq, D) attention outputs, in q's dtype; see the module docstring for the layout.
+@dataclass(frozen=True)
+class PaddedPlan:
+    """What the reference needs besides q, K and V, built once per forward: every layer of the
+    forward shares it, so the mask is unpacked from the bitmask once, not once per layer."""
 
-    ``max_len`` (the longest slice) and ``num_keys`` (the largest prefix + slice length) let
-    a caller that knows them skip the device-to-host syncs that would compute them.
-    """
-    check_inputs(q, k_cache, v_cache, query_starts, prefix_lens, request_rows, bitmask)
-    num_tokens, num_q_heads, head_dim = q.shape
+    token: torch.Tensor  # (B * Tmax,) token index of each padded query (clamped for padding)
+    shape: tuple[int, int]  # (B, Tmax)
+    mask: torch.Tensor  # (B, 1, Tmax, K) bool: prefix slots, and tree slots whose bit is set
+    rows: torch.Tensor  # (B,) cache rows
+    first_row: int | None  # rows are first_row, first_row + 1, ...: a view, not a gather
+    num_keys: int
+    unpad: torch.Tensor  # (T,) each token's index in the flattened (B * Tmax) padded batch
+
+
+def padded_plan(query_starts, prefix_lens, request_rows, bitmask, num_tokens: int,
+                max_len: int | None = None, num_keys: int | None = None,
+                cache_len: int | None = None) -> PaddedPlan | None:
+    """The padded layout of a ragged batch (None when it has no tokens); ``max_len`` and
+    ``num_keys`` spare the device-to-host syncs that would compute them."""
     lens, t_max = _slice_lengths(query_starts, max_len)
     if num_tokens == 0 or t_max == 0:
-        return q.new_empty(q.shape)
+        return None
     prefix = prefix_lens.long()
     # More keys than needed are harmless (masked); more than the cache holds are not there.
-    num_keys = int((prefix + lens).max()) if num_keys is None else min(num_keys, k_cache.shape[2])
-    device = q.device
+    num_keys = int((prefix + lens).max()) if num_keys is None else num_keys
+    if cache_len is not None:
+        num_keys = min(num_keys, cache_len)
+    device = bitmask.device
     starts = query_starts[:-1].long()
 
     # Padded query grid (B, Tmax): token index of each (request, position), clamped for padding.
@@ -143,17 +155,48 @@ def tree_attention_reference(q, k_cache, v_cache, query_starts, prefix_lens, req
     mask = (j < 0)[:, None, :] | (is_new[:, None, :] & bit.bool())
     # Padding queries see everything: their rows are dropped, and a fully masked row is NaN.
     mask |= ~is_real[:, :, None]
-
-    rows = request_rows.long()
-    keys = k_cache[:, :, :num_keys].index_select(0, rows)                            # (B, Hk, K, D)
-    values = v_cache[:, :, :num_keys].index_select(0, rows)
-    queries = q.index_select(0, flat).view(*token.shape, *q.shape[1:]).transpose(1, 2)  # (B, Hq, Tmax, D)
-    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask[:, None],
-                                         scale=scale, enable_gqa=num_q_heads != keys.shape[1])
     # Un-pad: token i is position i - starts[b] of the request b whose slice holds it.
     i = torch.arange(num_tokens, device=device)
     owner = torch.searchsorted(query_starts[1:], i.to(torch.int32), right=True)
-    return out[owner, :, i - starts[owner]]                                          # (T, Hq, D)
+    rows = request_rows.long()
+    first_row = None
+    if device.type == "cpu":  # reading the rows costs no sync here; on a GPU it would
+        listed = rows.tolist()
+        if listed == list(range(listed[0], listed[0] + len(listed))):
+            first_row = listed[0]
+    return PaddedPlan(flat, tuple(token.shape), mask[:, None], rows, first_row, num_keys,
+                      owner * t_max + i - starts[owner])
+
+
+def attend_padded(plan: PaddedPlan | None, q, k_cache, v_cache, scale: float | None = None) -> torch.Tensor:
+    """The reference's attention over a prepared plan: one SDPA call on the padded batch."""
+    if plan is None:
+        return q.new_empty(q.shape)
+    if plan.first_row is not None:  # the executor's rows: consecutive, so a view suffices
+        rows = slice(plan.first_row, plan.first_row + plan.shape[0])
+        keys, values = k_cache[rows, :, :plan.num_keys], v_cache[rows, :, :plan.num_keys]
+    else:
+        keys = k_cache[:, :, :plan.num_keys].index_select(0, plan.rows)             # (B, Hk, K, D)
+        values = v_cache[:, :, :plan.num_keys].index_select(0, plan.rows)
+    queries = q.index_select(0, plan.token).view(*plan.shape, *q.shape[1:]).transpose(1, 2)  # (B, Hq, Tmax, D)
+    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=plan.mask,
+                                         scale=scale, enable_gqa=q.shape[1] != keys.shape[1])
+    return out.transpose(1, 2).reshape(-1, *q.shape[1:]).index_select(0, plan.unpad)  # (T, Hq, D)
+
+
+def tree_attention_reference(q, k_cache, v_cache, query_starts, prefix_lens, request_rows, bitmask,
+                             scale: float | None = None, max_len: int | None = None,
+                             num_keys: int | None = None) -> torch.Tensor:
+    """(T, Hq, D) attention outputs, in q's dtype; see the module docstring for the layout.
+
+    ``max_len`` (the longest slice) and ``num_keys`` (the largest prefix + slice length) let
+    a caller that knows them skip the device-to-host syncs that would compute them. A forward
+    over many layers builds the plan once instead (``padded_plan``, then ``attend_padded``).
+    """
+    check_inputs(q, k_cache, v_cache, query_starts, prefix_lens, request_rows, bitmask)
+    plan = padded_plan(query_starts, prefix_lens, request_rows, bitmask, q.shape[0], max_len, num_keys,
+                       k_cache.shape[2])
+    return attend_padded(plan, q, k_cache, v_cache, scale)
 
 
 def tree_attention_cupy(q, k_cache, v_cache, query_starts, prefix_lens, request_rows, bitmask,

@@ -1,5 +1,6 @@
 """CUDA only (skipped without a GPU; ``scripts/gpu_check.sh`` runs them on one): the engine's
-greedy tokens on cuda equal target-only greedy decoding, and every placement that fits one GPU
+greedy tokens on cuda equal target-only greedy decoding, with the torch references and with the
+CuPy kernels (where CuPy imports), and every placement that fits one GPU
 (ranks sharing it, all-reduces staged through the host) equals the single-process engine."""
 
 import pytest
@@ -13,6 +14,7 @@ from specgrove.executor.loading import load_pair  # noqa: E402
 from specgrove.executor.methods import METHOD_OPTIONS  # noqa: E402
 from specgrove.executor.parallel.placement import PairSource, Placement  # noqa: E402
 from specgrove.executor.parallel.replica import open_replica  # noqa: E402
+from specgrove.kernels import _cupy  # noqa: E402
 
 PROMPTS = ["def main():\n", "import os\n", "class Point:\n    def", "for i in range(", "x = [", "return self."]
 
@@ -40,12 +42,16 @@ def _reference(pair, prompts, n=24):
     return out
 
 
+KERNELS = ["torch"] + ([] if _cupy.unavailable("cuda") else ["cupy"])
+
+
+@pytest.mark.parametrize("kernels", KERNELS)
 @pytest.mark.parametrize("method", ["chain", "dynamic", "sequoia"])
-def test_greedy_on_cuda_equals_target_greedy(pair, method):
+def test_greedy_on_cuda_equals_target_greedy(pair, method, kernels):
     from specgrove.executor.methods import method_options
 
     prompts = [pair.tokenizer(p)["input_ids"] for p in PROMPTS]
-    config = EngineConfig(method=method, budget=16, max_batch=4, eos_token_id=None)
+    config = EngineConfig(method=method, budget=16, max_batch=4, eos_token_id=None, kernels=kernels)
     engine = build_engine(pair.target, pair.draft, config, method_options(method, pair, "x"))
     assert _run(engine, prompts) == _reference(pair, prompts)
 

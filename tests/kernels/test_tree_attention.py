@@ -242,3 +242,22 @@ def test_kernel_on_a_strided_cache_and_a_flipped_bit():
                                         for k, t in case.items()})
     torch.testing.assert_close(after.double().cpu(), want2, atol=5e-3, rtol=0)
     assert (want2[38] - want[38]).abs().max() > 1e-2 and torch.equal(want2[:38], want[:38])
+
+
+def test_consecutive_rows_take_a_view_and_agree_with_a_gather():
+    """The executor's rows are consecutive: the plan then slices the cache instead of gathering
+    it. Both ways give the same result (the same rows listed out of order force the gather)."""
+    from specgrove.kernels.tree_attention import padded_plan, attend_padded
+
+    torch.manual_seed(0)
+    k, v = torch.randn(6, 2, 40, 8), torch.randn(6, 2, 40, 8)
+    q = torch.randn(7, 4, 8)
+    starts = torch.tensor([0, 3, 7], dtype=torch.int32)
+    prefix = torch.tensor([5, 9], dtype=torch.int32)
+    bits = torch.tensor([[1], [3], [5], [1], [3], [7], [11]], dtype=torch.int32)
+    view_plan = padded_plan(starts, prefix, torch.tensor([2, 3], dtype=torch.int32), bits, 7)
+    gather_plan = padded_plan(starts, prefix, torch.tensor([3, 2], dtype=torch.int32), bits, 7)
+    assert view_plan.first_row == 2 and gather_plan.first_row is None
+    k2, v2 = k.clone(), v.clone()
+    k2[[2, 3]], v2[[2, 3]] = k[[3, 2]], v[[3, 2]]  # swap the two rows, so the gather reads the same data
+    torch.testing.assert_close(attend_padded(view_plan, q, k, v), attend_padded(gather_plan, q, k2, v2))

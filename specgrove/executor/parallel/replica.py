@@ -87,6 +87,10 @@ class DrivenModel:
         self._ranks.command(("forward", self._key, {k: _host(v) for k, v in kwargs.items()}))
         return self._model.forward(**kwargs)
 
+    def forward_tree(self, *args) -> torch.Tensor:
+        self._ranks.command(("forward_tree", self._key, _host(tuple(args))))
+        return self._model.forward_tree(*args)
+
 
 def _views(model: LeanModel, prefix: str, lanes: int, rows: int, max_len: int) -> dict[str, LeanModel]:
     """One cache per micro-batch over shared weights."""
@@ -102,10 +106,10 @@ def _target_shards(setup: ReplicaSetup, ranks, pair) -> dict[str, LeanModel]:
     """This target rank's shards: the target per micro-batch, and a same-placement draft."""
     headroom = cache_headroom(setup.config)
     world, rank = setup.placement.tp, ranks.rank
-    target = tensor_parallel.shard(from_hf(pair.target, 1, headroom), rank, world, ranks.all_reduce)
+    target = tensor_parallel.shard(from_hf(pair.target, 1, headroom, setup.config.kernels), rank, world, ranks.all_reduce)
     models = _views(target, "target", setup.lanes, setup.lane_batch, target.cache.max_len)
     if not setup.placement.is_separate:
-        draft = tensor_parallel.shard(from_hf(pair.draft, 1, headroom), rank, world, ranks.all_reduce)
+        draft = tensor_parallel.shard(from_hf(pair.draft, 1, headroom, setup.config.kernels), rank, world, ranks.all_reduce)
         models.update(_views(draft, "draft", 1, setup.config.max_batch, draft.cache.max_len))
     return models
 
@@ -124,12 +128,14 @@ def run_worker(ranks) -> None:
             model = models[key]
             if op == "forward":
                 model.forward(**{k: _to(v, ranks.device) for k, v in args.items()})
+            elif op == "forward_tree":
+                model.forward_tree(*_to(args, ranks.device))
             elif op == "apply":
                 model.cache.apply(args)
             elif op == "copy_row":
                 model.cache.copy_row(*args)
     else:
-        draft = from_hf(pair.draft, 1, cache_headroom(setup.config))
+        draft = from_hf(pair.draft, 1, cache_headroom(setup.config), setup.config.kernels)
         policy = registry.create("tree", setup.config.method, **setup.policy_options)
         split = registry.get("batch-budget", setup.config.batch_budget)
         views = _views(draft, "draft", setup.lanes, setup.lane_batch, draft.cache.max_len)
@@ -174,8 +180,8 @@ def start_replica(pair, source: PairSource, placement: Placement, config: Engine
     headroom = cache_headroom(config)
     if config.method == "dynamic-cost" and "cost_model" not in options:
         # Measured on whole models in this process, before any rank waits on us.
-        options["cost_model"] = OnlineCostModel(measure_cost_model(from_hf(pair.target, 1, headroom),
-                                                                   from_hf(pair.draft, 1, headroom)))
+        options["cost_model"] = OnlineCostModel(measure_cost_model(from_hf(pair.target, 1, headroom, setup.config.kernels),
+                                                                   from_hf(pair.draft, 1, headroom, setup.config.kernels)))
     procs, init_method = [], None
     if not launch.under_torchrun():
         procs, init_method = launch.spawn_workers(placement, source.device, threads, step_timeout_s)

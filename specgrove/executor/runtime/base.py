@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from specgrove.executor.runtime.kv import KVCache
+from specgrove.kernels.backend import TORCH, Kernels, choose
 
 
 class UnsupportedModelError(ValueError):
@@ -24,6 +25,7 @@ class LeanModel:
     max_positions: int
     dtype: torch.dtype
     device: torch.device
+    kernels: Kernels = TORCH  # tree layout, tree attention and compaction: CuPy or torch
 
     def reduce(self, x: torch.Tensor) -> torch.Tensor:
         """Sum a row-parallel projection's partial outputs over tensor-parallel ranks; the
@@ -32,7 +34,7 @@ class LeanModel:
 
     def allocate(self, max_batch: int, max_len: int) -> None:
         self.cache = KVCache(self.num_layers, max_batch, self.num_kv_heads, max_len,
-                             self.head_dim, self.dtype, self.device)
+                             self.head_dim, self.dtype, self.device, self.kernels)
 
     @torch.inference_mode()
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor,
@@ -51,9 +53,37 @@ class LeanModel:
             hidden = hidden[select[0], select[1]]
         return self._head(hidden)
 
+    @torch.inference_mode()
+    def forward_tree(self, tokens: torch.Tensor, parents: torch.Tensor, query_starts: torch.Tensor,
+                     prefix_lens: torch.Tensor, rows: torch.Tensor, max_len: int, num_keys: int) -> torch.Tensor:
+        """Logits (T, V) for a ragged batch of trees, no padding between requests.
+
+        Request r's new tokens are ``tokens[query_starts[r]:query_starts[r+1]]``: its root (the
+        last accepted token) then its tree nodes; ``parents`` gives each token's parent index
+        within that slice (-1 for the root). Its cache row is ``rows[r]`` and it has
+        ``prefix_lens[r]`` cached tokens. Positions, cache slots and the ancestor bitmask are
+        built on the device by the kernels (``specgrove.kernels``): no host-built mask.
+        ``max_len`` (the longest slice) and ``num_keys`` (the largest prefix + slice) are the
+        host's to give, so that nothing waits on the device to learn them.
+        """
+        layout = self.kernels.tree_layout(parents, query_starts, prefix_lens, rows, max_len=max_len)
+        plan = self.kernels.attention_plan(layout, num_keys)
+        hidden = self._layers(tokens[None], layout.positions[None], layout, plan, num_keys, 0)
+        return self._head(hidden[0])
+
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-               slots: torch.Tensor, mask: torch.Tensor, num_keys: int, first_row: int) -> torch.Tensor:
-        """Write k, v at their slots, then attend q over the row's cache; returns (B, T, H*D)."""
+               slots: torch.Tensor, mask, num_keys: int, first_row: int) -> torch.Tensor:
+        """Write k, v at their slots, then attend q over the row's cache; returns (B, T, H*D).
+
+        ``mask`` is a dense boolean mask over the padded batch's rows; or, for ``forward_tree``
+        (B = 1 holding every request's tokens back to back), ``slots`` is the batch's
+        ``TreeLayout`` and ``mask`` the kernels' attention plan for it."""
+        if not isinstance(mask, torch.Tensor):
+            layout, T = slots, q.shape[2]
+            self.cache.write_tokens(layer, k[0].transpose(0, 1), v[0].transpose(0, 1), layout.rows, layout.slots)
+            out = self.kernels.tree_attention(q[0].transpose(0, 1).contiguous(), self.cache.k[layer],
+                                              self.cache.v[layer], mask)
+            return out.reshape(1, T, -1)
         self.cache.write(layer, k, v, slots, first_row)
         keys, values = self.cache.view(layer, first_row, q.shape[0], num_keys)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
@@ -61,10 +91,11 @@ class LeanModel:
         return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
 
 
-def from_hf(model, max_batch: int, headroom: int = 258) -> LeanModel:
+def from_hf(model, max_batch: int, headroom: int = 258, kernels: str = "auto") -> LeanModel:
     """Wrap a loaded transformers causal LM in its lean family and allocate its cache: one
     row per batch slot, ``max_positions + headroom`` slots per row (the headroom holds a
-    step's tree nodes and a padding slot beyond the longest sequence)."""
+    step's tree nodes and a padding slot beyond the longest sequence). ``kernels`` picks the
+    CuPy kernels or the torch references (``specgrove.kernels.backend.choose``)."""
     from specgrove.executor.runtime.gpt2 import GPT2Family
     from specgrove.executor.runtime.llama import LlamaFamily
 
@@ -75,5 +106,6 @@ def from_hf(model, max_batch: int, headroom: int = 258) -> LeanModel:
             f"model type {model_type!r} is not supported; supported: {', '.join(sorted(families))}"
         )
     lean = families[model_type](model)
+    lean.kernels = choose(lean.device, kernels)
     lean.allocate(max_batch, lean.max_positions + headroom)
     return lean
