@@ -1,5 +1,6 @@
-"""Tree-attention mask and KV-compaction kernels: CuPy versions beside their torch references.
+"""Tree layout, ragged tree attention and KV compaction: CUDA kernels beside torch references.
 
-Each module will hold the torch reference (the CPU path), the GPU kernel, and a wrapper that
-checks shapes, dtypes and devices; the executor picks one by device. Depends on nothing above.
+Each module holds the torch reference (the CPU path), the CuPy launch of its ``.cu`` source, and
+the checks both share; ``backend.choose`` is the one switch the executor asks. Depends on nothing
+above it (torch, and CuPy on a GPU). See ``docs/kernels.md``.
 """
