@@ -74,15 +74,30 @@ class Kernels:
 TORCH = Kernels("torch")
 
 
-def choose(device, requested: str = "auto") -> Kernels:
-    """The kernels for ``device`` (a torch device or its name)."""
+def _unsupported(head_dim: int | None, dtype) -> str | None:
+    """Why the CUDA attention kernel has no instance for this model's heads, or None."""
+    from specgrove.kernels.tree_attention import KERNEL_DTYPES, KERNEL_HEAD_DIMS
+
+    if head_dim is not None and head_dim not in KERNEL_HEAD_DIMS:
+        return f"the tree-attention kernel has head_dim {'/'.join(map(str, KERNEL_HEAD_DIMS))}, the model {head_dim}"
+    if dtype is not None and dtype not in KERNEL_DTYPES:
+        return f"the tree-attention kernel has no {dtype} instance"
+    return None
+
+
+def choose(device, requested: str = "auto", head_dim: int | None = None, dtype=None) -> Kernels:
+    """The kernels for a model on ``device`` (a torch device or its name) with heads of
+    ``head_dim`` in ``dtype`` (when given, a shape the kernel lacks counts as unavailable)."""
     if requested not in KERNEL_CHOICES:
         raise KernelsUnavailable(f"--kernels {requested!r}: expected one of {', '.join(KERNEL_CHOICES)}")
-    reason = _cupy.unavailable(device) if requested != "torch" else "asked for the torch references"
+    if requested == "torch":
+        reason = "asked for the torch references"
+    else:
+        reason = _cupy.unavailable(device) or _unsupported(head_dim, dtype)
     if requested == "cupy" and reason:
         raise KernelsUnavailable(f"--kernels cupy cannot run: {reason}")
     kernels = Kernels("torch") if reason else Kernels("cupy")
-    key = (str(device), kernels.name)
+    key = (str(device), kernels.name, reason or "")
     if key not in _logged:
         _logged.add(key)
         why = f" ({reason})" if reason else ""

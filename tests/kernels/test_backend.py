@@ -29,6 +29,19 @@ def test_asking_for_cupy_where_it_cannot_run_says_why():
         backend.choose("cpu", "triton")
 
 
+@pytest.mark.skipif(NO_CUPY is not None, reason=f"CuPy kernels cannot run here: {NO_CUPY}")
+def test_a_head_dim_the_kernel_lacks_falls_back_unless_cupy_is_asked_for():
+    assert backend.choose("cuda", "auto", head_dim=80, dtype=torch.float16).name == "torch"
+    with pytest.raises(backend.KernelsUnavailable, match="head_dim 64/128, the model 80"):
+        backend.choose("cuda", "cupy", head_dim=80, dtype=torch.float16)
+
+
+def test_the_kernels_shapes_are_named_in_the_reason():
+    assert backend._unsupported(128, torch.bfloat16) is None
+    assert backend._unsupported(80, torch.float16) == "the tree-attention kernel has head_dim 64/128, the model 80"
+    assert "float64" in backend._unsupported(64, torch.float64)
+
+
 def test_the_choice_is_logged_once(caplog, monkeypatch):
     monkeypatch.setattr(backend, "_logged", set())
     with caplog.at_level(logging.INFO, logger="specgrove.kernels"):

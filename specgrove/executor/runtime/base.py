@@ -106,6 +106,6 @@ def from_hf(model, max_batch: int, headroom: int = 258, kernels: str = "auto") -
             f"model type {model_type!r} is not supported; supported: {', '.join(sorted(families))}"
         )
     lean = families[model_type](model)
-    lean.kernels = choose(lean.device, kernels)
+    lean.kernels = choose(lean.device, kernels, lean.head_dim, lean.dtype)
     lean.allocate(max_batch, lean.max_positions + headroom)
     return lean
