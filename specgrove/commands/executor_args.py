@@ -182,6 +182,7 @@ def engine_errors():
     from specgrove.executor.memory import MemoryBudgetError
     from specgrove.executor.parallel.tensor_parallel import ShardingError
     from specgrove.executor.runtime import UnsupportedModelError
+    from specgrove.kernels.backend import KernelsUnavailable
 
     try:
         yield
@@ -191,6 +192,8 @@ def engine_errors():
         raise UsageError(f"--tp: {exc}") from None
     except UnsupportedModelError as exc:
         raise UsageError(f"the lean runtime cannot run this pair: {exc}") from None
+    except KernelsUnavailable as exc:  # --kernels cupy for a model whose heads the kernel lacks
+        raise UsageError(str(exc)) from None
 
 
 def load_pair_or_exit(args: argparse.Namespace):
