@@ -108,17 +108,7 @@ def cycle(replica: Replica, mb: MicroBatch):
             continue
         plan = replica.planner.plan(mb.batch)
         started = env.now
-        with replica.draft_gpus.request() as hold:
-            yield hold
-            overlap.busy("draft_gpu", env.now, plan.draft_s)
-            yield env.timeout(plan.draft_s)
-        with replica.draft_link.request() as hold:
-            yield hold
-            yield env.timeout(plan.transfer_s)
-        with replica.gpus.request() as hold:
-            yield hold
-            overlap.busy("gpu", env.now, plan.verify_s + plan.other_s)
-            yield env.timeout(plan.verify_s + plan.other_s)
+        yield from replica.separate_step(plan, overlap)
         replica.busy_s["overlap"] = overlap.both_s
         # A request steps once per cycle of its micro-batch, waits for the other's included.
         replica._account(plan, mb, env.now - started)

@@ -203,19 +203,30 @@ class Replica:
                     yield held
                 yield env.timeout(plan.draft_s + plan.verify_s + plan.other_s)
             else:
-                with self.draft_gpus.request() as hold:
-                    yield hold
-                    yield env.timeout(plan.draft_s)
-                with self.draft_link.request() as hold:
-                    yield hold
-                    yield env.timeout(plan.transfer_s)
-                with self.gpus.request() as hold:
-                    yield hold
-                    yield env.timeout(plan.verify_s + plan.other_s)
+                yield from self.separate_step(plan)
             self._account(plan, mb)
             if self.on_trace is not None:
                 self._trace(plan, mb, started, env.now)
             self._apply(plan, mb, env.now)
+
+    def separate_step(self, plan: StepPlan, overlap=None):
+        """One step with the draft on its own GPU: draft, ship the candidates over the link,
+        verify. Each part holds only its own resource, so another micro-batch's parts can run
+        beside it; ``overlap`` (ping-pong's ``Overlap``) is told when each GPU starts."""
+        env = self.env
+        with self.draft_gpus.request() as hold:
+            yield hold
+            if overlap is not None:
+                overlap.busy("draft_gpu", env.now, plan.draft_s)
+            yield env.timeout(plan.draft_s)
+        with self.draft_link.request() as hold:
+            yield hold
+            yield env.timeout(plan.transfer_s)
+        with self.gpus.request() as hold:
+            yield hold
+            if overlap is not None:
+                overlap.busy("gpu", env.now, plan.verify_s + plan.other_s)
+            yield env.timeout(plan.verify_s + plan.other_s)
 
     def _account(self, plan: StepPlan, mb: MicroBatch, step_s: float | None = None) -> None:
         """Busy times and the step-time estimate; ``step_s``: the step's wall time when it
