@@ -110,6 +110,7 @@ def shard(model: LeanModel, rank: int, world: int, reduce: Callable[[torch.Tenso
     else:
         raise ShardingError(f"{type(model).__name__} has no tensor-parallel layout")
     model.reduce = reduce
+    model.lay_out_weights()  # the slices above are row-major again
     cache = model.cache
     model.allocate(cache.max_batch, cache.max_len)
     return model
