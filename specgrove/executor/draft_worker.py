@@ -100,10 +100,14 @@ class DraftWorker:
     def _top_k(params: list[SamplingParams], counts: list[int], logits, k: int):
         """Top-k of each row's distribution, warped as its request samples (the draft must
         propose from the distribution verification assumes); one call per distinct setting."""
+        settings = dict.fromkeys(params)
+        if len(settings) == 1:  # the common case: one setting for the whole batch, one call
+            p, i = params[0].probs(logits).topk(k, dim=-1)
+            return p.cpu().numpy().astype(np.float64), i.cpu().numpy()
         rows = np.repeat(np.arange(len(params)), counts)
         top_p = np.empty((len(rows), k))
         top_i = np.empty((len(rows), k), dtype=np.int64)
-        for setting in dict.fromkeys(params):
+        for setting in settings:
             mine = np.flatnonzero(np.isin(rows, [j for j, p in enumerate(params) if p == setting]))
             part = logits if len(mine) == len(rows) else logits[torch.from_numpy(mine).to(logits.device)]
             p, i = setting.probs(part).topk(k, dim=-1)
