@@ -65,24 +65,28 @@ def expected_tokens(cum_sorted: np.ndarray) -> np.ndarray:
 
 @register("tree", "dynamic-cost")
 class DynamicCost(Dynamic):
-    """EAGLE-2 growth with the budget chosen per step to maximise tokens per second.
+    """EAGLE-2 growth with the shape and budget chosen per step to maximise tokens per second.
 
-    Twice per step: before drafting, the whole batch either speculates or decodes plainly
-    (budget 0, no draft round), whichever the cost model says yields more tokens per second at
-    this batch size and context, given the expected tokens, tree size and draft rounds of recent
-    speculative steps; after growing, each request keeps the tree size that maximises its own
-    tokens per second. Each choice is re-tried now and then (after ``explore_every`` steps of the
-    other, doubling while the verdict stands), as a choice's costs and gains are only observed
-    while it runs.
+    Before drafting, the whole batch picks one option: plain decoding (budget 0, no draft
+    round) or a speculative shape, a ``tree`` (``topk`` children of the ``frontier`` best nodes
+    per round) or a ``chain`` (one child of one node per round: the cheapest verification),
+    whichever the cost model says yields the most tokens per second at this batch size and
+    context, given the expected tokens, tree size and draft rounds that shape has yielded
+    lately. After growing, each request keeps the tree size that maximises its own tokens per
+    second. An option not chosen is re-tried now and then (after ``explore_every`` steps of
+    the verdict, doubling while it stands; the option tried longest ago goes first), as a
+    choice's costs and gains are only observed while it runs.
 
     With an ``OnlineCostModel`` (the executor's default) the policy also learns from the engine:
-    the costs are refitted from its step timings, and the expected tokens (from the draft's
-    calibrated confidence) are scaled by how many tokens speculative steps really emitted. With
-    a fixed cost model (the simulator's, or a test's) it learns nothing, so both worlds decide
-    alike.
+    the costs are refitted from its step timings, each shape's expected tokens (from the draft's
+    calibrated confidence) are scaled by how many tokens its steps really emitted, and each
+    option's predicted step time by how long its steps really took (the model's one overhead
+    term cannot tell a speculative step's bookkeeping from a plain step's). With a fixed cost
+    model (the simulator's, or a test's) it learns nothing, so both worlds decide alike.
     """
 
     explore_every = 16
+    PLAIN = "plain"
 
     def __init__(
         self,
@@ -91,61 +95,102 @@ class DynamicCost(Dynamic):
         frontier: int = 4,
         max_depth: int = 6,
         confidence: ConfidenceMap | dict | None = None,
+        shapes: tuple[str, ...] | list[str] = ("tree", "chain"),
     ) -> None:
         super().__init__(topk=topk, frontier=frontier, max_depth=max_depth, confidence=confidence)
         if cost_model is None:
             raise ValueError("dynamic-cost needs a cost_model (executor: measured; sim: the scenario's)")
+        widths = {"tree": (topk, frontier), "chain": (1, 1)}
+        shapes = tuple(shapes)
+        if not shapes or any(x not in widths for x in shapes) or len(set(shapes)) != len(shapes):
+            raise ValueError(f"dynamic-cost shapes must be distinct names from {', '.join(widths)}, got {list(shapes)}")
         self.cost_model = cost_model
-        self._gain = self._size = self._rounds = None  # recent speculative steps, per request
-        self._realism = 1.0  # emitted / expected tokens of speculative steps (learnt online)
+        self.shapes = shapes
+        self._widths = {x: widths[x] for x in shapes}  # (topk, frontier) of each shape
+        # Per shape, exponential averages of what its steps yielded per request: expected
+        # tokens, tree size, draft rounds (None until it ran), and emitted / expected tokens.
+        self._stats: dict[str, list[float] | None] = dict.fromkeys(shapes)
+        self._realism = dict.fromkeys(shapes, 1.0)
+        self._slowness = dict.fromkeys((*shapes, self.PLAIN), 1.0)  # measured / predicted step time
+        self._predicted_s: float | None = None  # this step's predicted time, when known
         self._step_gains: list[float] = []  # this step's expected tokens, per request
-        self._choice, self._run, self._patience = True, 0, self.explore_every
+        self._options = (*shapes, self.PLAIN)
+        self._last_tried = dict.fromkeys(self._options, -1)
+        self._now = 0
+        self._choice, self._run, self._patience = shapes[0], 0, self.explore_every
+        self._shape: str | None = shapes[0]  # this step's shape (None: plain)
 
     def step_budget(self, budget: int, context_tokens) -> int:
         self._step_gains = []
         if budget <= 0:
             return budget
-        if self._gain is None:
-            speculate = True  # nothing known yet: speculate to learn what it yields
-        elif self._run >= self._patience:
-            speculate = not self._choice  # explore the other choice once
+        unknown = [x for x in self.shapes if self._stats[x] is None]
+        if unknown:
+            option = unknown[0]  # nothing known of it yet: run it to learn what it yields
+        elif self._run >= self._patience:  # explore the option tried longest ago, once
+            option = min((o for o in self._options if o != self._choice), key=self._last_tried.get)
         else:
-            speculate = self._speculation_pays(len(context_tokens), int(sum(context_tokens)))
-        if speculate == self._choice:
+            option = self._best(len(context_tokens), int(sum(context_tokens)))
+        if option == self._choice:
             self._run += 1
         elif self._run >= self._patience:  # an exploration step: the verdict stood so far
             self._run, self._patience = 0, min(self._patience * 2, 16 * self.explore_every)
         else:  # the verdict changed: look again soon
-            self._choice, self._run, self._patience = speculate, 1, self.explore_every
-        return budget if speculate else 0
+            self._choice, self._run, self._patience = option, 1, self.explore_every
+        self._last_tried[option] = self._now
+        self._now += 1
+        n, ctx = len(context_tokens), int(sum(context_tokens))
+        known = option == self.PLAIN or self._stats[option] is not None
+        self._predicted_s = self._step_s(option, n, ctx) if known else None
+        self._shape = None if option == self.PLAIN else option
+        if self._shape is None:
+            return 0
+        self.topk, self.frontier = self._widths[self._shape]  # this step's growth
+        return budget
 
-    def _speculation_pays(self, n: int, ctx: int) -> bool:
+    def _step_s(self, option: str, n: int, ctx: int) -> float:
+        """The cost model's time for one step of ``option`` over ``n`` requests."""
         cm = self.cost_model
         overhead = cm.step_overhead_s(n)
-        plain_s = cm.target_forward_s(n, n, ctx) + overhead
-        spec_s = (self._rounds * cm.draft_step_s(n, n * self.frontier, ctx)
-                  + cm.target_forward_s(n, round(n * (self._size + 1)), ctx) + overhead)
-        return self._gain * self._realism / spec_s >= 1.0 / plain_s
+        if option == self.PLAIN:
+            return cm.target_forward_s(n, n, ctx) + overhead
+        _, size, rounds = self._stats[option]
+        frontier = self._widths[option][1]
+        return (rounds * cm.draft_step_s(n, n * frontier, ctx)
+                + cm.target_forward_s(n, round(n * (size + 1)), ctx) + overhead)
+
+    def _rate(self, option: str, n: int, ctx: int) -> float:
+        """Expected tokens per second per request of a step of ``option`` (plain: 1 token)."""
+        gain = 1.0 if option == self.PLAIN else self._stats[option][0] * self._realism[option]
+        return gain / (self._step_s(option, n, ctx) * self._slowness[option])
+
+    def _best(self, n: int, ctx: int) -> str:
+        """The option with the highest expected rate (ties: the order of ``shapes``, then plain)."""
+        rates = [self._rate(o, n, ctx) for o in self._options]
+        return self._options[int(np.argmax(rates))]
 
     def observe_step(self, timing) -> None:
         if not isinstance(self.cost_model, OnlineCostModel):
             return
         self.cost_model.observe(timing)
-        if self._step_gains and timing.emitted_tokens:
+        option = self._shape or self.PLAIN
+        if self._predicted_s:
+            measured = timing.draft_s + timing.verify_s + timing.other_s
+            self._slowness[option] += 0.1 * (measured / self._predicted_s - self._slowness[option])
+        if self._shape is not None and self._step_gains and timing.emitted_tokens:
             realised = timing.emitted_tokens / timing.num_requests
             expected = float(np.mean(self._step_gains))
-            self._realism += 0.1 * (realised / expected - self._realism)
+            self._realism[self._shape] += 0.1 * (realised / expected - self._realism[self._shape])
 
     def _remember(self, gain: float, size: int, rounds: int) -> None:
-        """Exponential averages of what speculation has been yielding, per request."""
+        """Exponential averages of what this step's shape has been yielding, per request."""
         self._step_gains.append(gain)
-        if self._gain is None:
-            self._gain, self._size, self._rounds = gain, float(size), float(rounds)
+        stats = self._stats[self._shape]
+        if stats is None:
+            self._stats[self._shape] = [gain, float(size), float(rounds)]
             return
-        a = 0.1
-        self._gain += a * (gain - self._gain)
-        self._size += a * (size - self._size)
-        self._rounds += a * (rounds - self._rounds)
+        for i, value in enumerate((gain, size, rounds)):
+            stats[i] += 0.1 * (value - stats[i])
 
     def worth_another_round(self, frontier_scores: list[float]) -> bool:
         """Another round adds at most the frontier's scores in accepted tokens (a child never

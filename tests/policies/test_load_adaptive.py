@@ -17,8 +17,9 @@ SLOW_DRAFT = AffineCostModel(target_base_s=0.010, target_per_token_s=0.0001, dra
                              draft_per_token_s=0.001)
 
 
-def run_steps(cost_model, steps=40, batch=4):
-    policy = registry.create("tree", "dynamic-cost", cost_model=cost_model, topk=3, frontier=3, max_depth=5)
+def run_steps(cost_model, steps=40, batch=4, shapes=("tree",), options=None):
+    policy = registry.create("tree", "dynamic-cost", cost_model=cost_model, topk=3, frontier=3, max_depth=5,
+                             shapes=shapes)
     split = registry.get("batch-budget", "uniform")
     sizes, rounds = [], []
     for _ in range(steps):
@@ -26,6 +27,8 @@ def run_steps(cost_model, steps=40, batch=4):
                          lambda ids, exps: [PAIR.drafter(3 + i)(e) for i, e in zip(ids, exps)])
         sizes.append(sum(len(t) for t in spec.trees))
         rounds.append(spec.num_rounds)
+        if options is not None:
+            options.append(policy._shape or "plain")
     return np.array(sizes), np.array(rounds)
 
 
@@ -45,6 +48,35 @@ def test_a_cheap_draft_speculates_every_step_but_the_explorations():
     # a patience that doubles while the verdict stands.
     assert plain.tolist() == [16, 49]
     assert (rounds[sizes > 0] > 0).all()
+
+
+# Verification that costs a lot per token: a chain (one node per draft round, few nodes to
+# verify) beats a wide tree, which beats plain decoding.
+STEEP_VERIFY = AffineCostModel(target_base_s=0.010, target_per_token_s=0.0003, draft_base_s=0.0005,
+                               draft_per_token_s=0.00001)
+
+
+def test_each_shape_is_learnt_first_then_the_best_runs():
+    options = []
+    run_steps(CHEAP_DRAFT, steps=30, shapes=("tree", "chain"), options=options)
+    assert options[:2] == ["tree", "chain"]  # nothing known yet: try each shape once
+    assert options.count("plain") == 1  # one exploration of plain decoding in 30 steps
+    assert options.count("tree") > 20  # a cheap draft and cheap verification: the wide tree
+
+
+def test_steep_verification_chooses_the_chain():
+    options = []
+    sizes, rounds = run_steps(STEEP_VERIFY, steps=40, shapes=("tree", "chain"), options=options)
+    assert options.count("chain") > 30
+    chain_steps = [i for i, o in enumerate(options) if o == "chain"]
+    assert (sizes[chain_steps] <= 4 * 5).all()  # at most one node per draft round per request
+
+
+def test_shapes_are_checked():
+    with pytest.raises(ValueError, match="shapes must be distinct names from tree, chain"):
+        registry.create("tree", "dynamic-cost", cost_model=CHEAP_DRAFT, shapes=("tree", "star"))
+    with pytest.raises(ValueError, match="shapes must be distinct"):
+        registry.create("tree", "dynamic-cost", cost_model=CHEAP_DRAFT, shapes=())
 
 
 def test_fallback_is_per_batch_size():
