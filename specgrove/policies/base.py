@@ -74,6 +74,11 @@ class TreePolicy:
         step plain decoding. Fixed policies keep the configured budget."""
         return budget
 
+    def probe_rows(self, num_requests: int) -> list[int] | None:
+        """Asked after ``step_budget``: the requests (batch indices) that alone speculate this
+        step, the others decoding plainly; None (every request) unless the policy is probing."""
+        return None
+
     def observe_step(self, timing) -> None:
         """The executor's timing of the step just run (``specgrove.cost.StepTiming``), for
         policies that learn their costs online; the simulator does not call it."""

@@ -75,7 +75,9 @@ class DynamicCost(Dynamic):
     lately. After growing, each request keeps the tree size that maximises its own tokens per
     second. An option not chosen is re-tried now and then (after ``explore_every`` steps of
     the verdict, doubling while it stands; the option tried longest ago goes first), as a
-    choice's costs and gains are only observed while it runs.
+    choice's costs and gains are only observed while it runs. In a batch of several requests a
+    shape is learnt or re-tried on one request only (a probe; the others decode plainly), in
+    turn, so that learning what a wide tree yields costs one tree, not a batch of them.
 
     With an ``OnlineCostModel`` (the executor's default) the policy also learns from the engine:
     the costs are refitted from its step timings, each shape's expected tokens (from the draft's
@@ -119,18 +121,21 @@ class DynamicCost(Dynamic):
         self._now = 0
         self._choice, self._run, self._patience = shapes[0], 0, self.explore_every
         self._shape: str | None = shapes[0]  # this step's shape (None: plain)
+        self._probe = False  # this step tries its shape on one request only
 
     def step_budget(self, budget: int, context_tokens) -> int:
         self._step_gains = []
         if budget <= 0:
             return budget
         unknown = [x for x in self.shapes if self._stats[x] is None]
+        exploring = bool(unknown) or self._run >= self._patience
         if unknown:
             option = unknown[0]  # nothing known of it yet: run it to learn what it yields
         elif self._run >= self._patience:  # explore the option tried longest ago, once
             option = min((o for o in self._options if o != self._choice), key=self._last_tried.get)
         else:
             option = self._best(len(context_tokens), int(sum(context_tokens)))
+        self._probe = exploring and option != self.PLAIN and len(context_tokens) > 1
         if option == self._choice:
             self._run += 1
         elif self._run >= self._patience:  # an exploration step: the verdict stood so far
@@ -141,12 +146,17 @@ class DynamicCost(Dynamic):
         self._now += 1
         n, ctx = len(context_tokens), int(sum(context_tokens))
         known = option == self.PLAIN or self._stats[option] is not None
-        self._predicted_s = self._step_s(option, n, ctx) if known else None
+        self._predicted_s = self._step_s(option, n, ctx) if known and not self._probe else None
         self._shape = None if option == self.PLAIN else option
         if self._shape is None:
             return 0
         self.topk, self.frontier = self._widths[self._shape]  # this step's growth
         return budget
+
+    def probe_rows(self, num_requests: int) -> list[int] | None:
+        if not (self._shape and self._probe):
+            return None
+        return [self._now % num_requests]  # a different request each time
 
     def _step_s(self, option: str, n: int, ctx: int) -> float:
         """The cost model's time for one step of ``option`` over ``n`` requests."""
@@ -177,7 +187,7 @@ class DynamicCost(Dynamic):
         if self._predicted_s:
             measured = timing.draft_s + timing.verify_s + timing.other_s
             self._slowness[option] += 0.1 * (measured / self._predicted_s - self._slowness[option])
-        if self._shape is not None and self._step_gains and timing.emitted_tokens:
+        if self._shape is not None and not self._probe and self._step_gains and timing.emitted_tokens:
             realised = timing.emitted_tokens / timing.num_requests
             expected = float(np.mean(self._step_gains))
             self._realism[self._shape] += 0.1 * (realised / expected - self._realism[self._shape])

@@ -47,14 +47,20 @@ def speculate(policy: TreePolicy, split: BudgetSplit, grow_budget: int, total_bu
     widths: list[int] = []
     if plan:
         grow_budget = policy.step_budget(grow_budget, context_tokens)
-    if grow_budget <= 0:
-        total_budget = 0  # plain decoding this step: no draft round, empty trees
+    if grow_budget <= 0:  # plain decoding this step: no draft round, empty trees
+        empty = [Tree.empty()] * len(context_tokens)
+        return Speculation(empty, [0] * len(context_tokens), empty, widths)
 
     def counted(ids: list[int], expansions: list[Expansion]) -> list[DraftTopK]:
         widths.append(sum(len(e.nodes) for e in expansions))
         return draft(ids, expansions)
 
-    candidates = grow_batch([policy.grow(grow_budget) for _ in context_tokens], counted)
+    probing = policy.probe_rows(len(context_tokens)) if plan else None
+    if probing is None:
+        growths = [policy.grow(grow_budget) for _ in context_tokens]
+    else:  # a probe: these requests speculate, the rest decode plainly this step
+        growths = [policy.grow(grow_budget if i in probing else 0) for i in range(len(context_tokens))]
+    candidates = grow_batch(growths, counted)
     budgets = [int(b) for b in split([c.cum_probs for c in candidates], total_budget)]
     trees = [policy.select(c, b, int(ctx)) for c, b, ctx in zip(candidates, budgets, context_tokens)]
     return Speculation(candidates, budgets, trees, widths)

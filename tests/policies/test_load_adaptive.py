@@ -115,3 +115,19 @@ def test_without_observations_the_online_model_is_its_prior():
     for b, t, c in [(1, 1, 100), (4, 40, 800)]:
         assert online.target_forward_s(b, t, c) == pytest.approx(SLOW_DRAFT.target_forward_s(b, t, c), rel=1e-6)
         assert online.draft_step_s(b, t, c) == pytest.approx(SLOW_DRAFT.draft_step_s(b, t, c), rel=1e-6)
+
+
+def test_shapes_are_learnt_and_re_tried_on_one_request_in_turn():
+    policy = registry.create("tree", "dynamic-cost", cost_model=SLOW_DRAFT, topk=3, frontier=3, max_depth=5)
+    split = registry.get("batch-budget", "uniform")
+    speculating = []
+    for _ in range(60):
+        spec = speculate(policy, split, 16, 16 * 4, [100] * 4,
+                         lambda ids, exps: [PAIR.drafter(3 + i)(e) for i, e in zip(ids, exps)])
+        speculating.append([i for i, t in enumerate(spec.trees) if len(t)])
+    probes = [(step, rows) for step, rows in enumerate(speculating) if rows]
+    # A slow draft: plain decoding wins; the tree and the chain are each learnt, then re-tried,
+    # on a single request, a different one each time.
+    assert all(len(rows) == 1 for _, rows in probes)
+    assert [step for step, _ in probes][:2] == [0, 1]
+    assert len({rows[0] for _, rows in probes}) == len(probes)  # never the same request twice in a row here
