@@ -110,24 +110,42 @@ def _slice_lengths(query_starts: torch.Tensor, max_len: int | None) -> tuple[tor
 
 
 @dataclass(frozen=True)
+class PaddedGroup:
+    """Requests attended by one SDPA call, padded to a common number of queries."""
+
+    token: torch.Tensor  # (Bg * Tg,) token index of each padded query (clamped for padding)
+    shape: tuple[int, int]  # (Bg, Tg)
+    mask: torch.Tensor  # (Bg, 1, Tg, K) bool: prefix slots, and tree slots whose bit is set
+    rows: torch.Tensor  # (Bg,) cache rows
+    first_row: int | None  # rows are first_row, first_row + 1, ...: a view, not a gather
+
+
+@dataclass(frozen=True)
 class PaddedPlan:
     """What the reference needs besides q, K and V, built once per forward: every layer of the
     forward shares it, so the mask is unpacked from the bitmask once, not once per layer."""
 
-    token: torch.Tensor  # (B * Tmax,) token index of each padded query (clamped for padding)
-    shape: tuple[int, int]  # (B, Tmax)
-    mask: torch.Tensor  # (B, 1, Tmax, K) bool: prefix slots, and tree slots whose bit is set
-    rows: torch.Tensor  # (B,) cache rows
-    first_row: int | None  # rows are first_row, first_row + 1, ...: a view, not a gather
+    groups: tuple[PaddedGroup, ...]
     num_keys: int
-    unpad: torch.Tensor  # (T,) each token's index in the flattened (B * Tmax) padded batch
+    unpad: torch.Tensor  # (T,) each token's index in the groups' outputs, concatenated flat
+
+
+def _consecutive(rows: torch.Tensor) -> int | None:
+    """The first row when ``rows`` (on the CPU) are consecutive, else None."""
+    listed = rows.tolist()
+    return listed[0] if listed == list(range(listed[0], listed[0] + len(listed))) else None
 
 
 def padded_plan(query_starts, prefix_lens, request_rows, bitmask, num_tokens: int,
                 max_len: int | None = None, num_keys: int | None = None,
                 cache_len: int | None = None) -> PaddedPlan | None:
     """The padded layout of a ragged batch (None when it has no tokens); ``max_len`` and
-    ``num_keys`` spare the device-to-host syncs that would compute them."""
+    ``num_keys`` spare the device-to-host syncs that would compute them.
+
+    On the CPU, where reading the slice lengths costs no sync, a batch in which at most half
+    the requests have a tree (a probe, or an uneven budget split) is attended in two groups:
+    every request's root, then the tree tokens of the requests that have them. So a request
+    without a tree is not padded to the largest one."""
     lens, t_max = _slice_lengths(query_starts, max_len)
     if num_tokens == 0 or t_max == 0:
         return None
@@ -158,30 +176,43 @@ def padded_plan(query_starts, prefix_lens, request_rows, bitmask, num_tokens: in
     # Un-pad: token i is position i - starts[b] of the request b whose slice holds it.
     i = torch.arange(num_tokens, device=device)
     owner = torch.searchsorted(query_starts[1:], i.to(torch.int32), right=True)
+    column = i - starts[owner]
     rows = request_rows.long()
-    first_row = None
-    if device.type == "cpu":  # reading the rows costs no sync here; on a GPU it would
-        listed = rows.tolist()
-        if listed == list(range(listed[0], listed[0] + len(listed))):
-            first_row = listed[0]
-    return PaddedPlan(flat, tuple(token.shape), mask[:, None], rows, first_row, num_keys,
-                      owner * t_max + i - starts[owner])
+    if device.type != "cpu":  # reading lengths or rows would cost a sync: one padded call
+        return PaddedPlan((PaddedGroup(flat, tuple(token.shape), mask[:, None], rows, None),),
+                          num_keys, owner * t_max + column)
+    num_requests = len(lens)
+    with_tree = torch.nonzero(lens > 1).flatten()
+    if t_max == 1 or len(with_tree) > num_requests // 2:
+        return PaddedPlan((PaddedGroup(flat, tuple(token.shape), mask[:, None], rows, _consecutive(rows)),),
+                          num_keys, owner * t_max + column)
+    roots = PaddedGroup(token[:, 0].contiguous(), (num_requests, 1), mask[:, None, :1], rows, _consecutive(rows))
+    trees = PaddedGroup(token[with_tree, 1:].reshape(-1), (len(with_tree), t_max - 1), mask[with_tree, None, 1:],
+                        rows[with_tree], _consecutive(rows[with_tree]))
+    place = torch.full((num_requests,), -1, dtype=torch.long)
+    place[with_tree] = torch.arange(len(with_tree))
+    unpad = torch.where(column == 0, owner, num_requests + place[owner] * (t_max - 1) + column - 1)
+    return PaddedPlan((roots, trees), num_keys, unpad)
 
 
 def attend_padded(plan: PaddedPlan | None, q, k_cache, v_cache, scale: float | None = None) -> torch.Tensor:
-    """The reference's attention over a prepared plan: one SDPA call on the padded batch."""
+    """The reference's attention over a prepared plan: one SDPA call per group."""
     if plan is None:
         return q.new_empty(q.shape)
-    if plan.first_row is not None:  # the executor's rows: consecutive, so a view suffices
-        rows = slice(plan.first_row, plan.first_row + plan.shape[0])
-        keys, values = k_cache[rows, :, :plan.num_keys], v_cache[rows, :, :plan.num_keys]
-    else:
-        keys = k_cache[:, :, :plan.num_keys].index_select(0, plan.rows)             # (B, Hk, K, D)
-        values = v_cache[:, :, :plan.num_keys].index_select(0, plan.rows)
-    queries = q.index_select(0, plan.token).view(*plan.shape, *q.shape[1:]).transpose(1, 2)  # (B, Hq, Tmax, D)
-    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=plan.mask,
-                                         scale=scale, enable_gqa=q.shape[1] != keys.shape[1])
-    return out.transpose(1, 2).reshape(-1, *q.shape[1:]).index_select(0, plan.unpad)  # (T, Hq, D)
+    outs = []
+    for g in plan.groups:
+        if g.first_row is not None:  # the executor's rows: consecutive, so a view suffices
+            rows = slice(g.first_row, g.first_row + g.shape[0])
+            keys, values = k_cache[rows, :, :plan.num_keys], v_cache[rows, :, :plan.num_keys]
+        else:
+            keys = k_cache[:, :, :plan.num_keys].index_select(0, g.rows)            # (Bg, Hk, K, D)
+            values = v_cache[:, :, :plan.num_keys].index_select(0, g.rows)
+        queries = q.index_select(0, g.token).view(*g.shape, *q.shape[1:]).transpose(1, 2)  # (Bg, Hq, Tg, D)
+        out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=g.mask,
+                                             scale=scale, enable_gqa=q.shape[1] != keys.shape[1])
+        outs.append(out.transpose(1, 2).reshape(-1, *q.shape[1:]))
+    flat = outs[0] if len(outs) == 1 else torch.cat(outs)
+    return flat.index_select(0, plan.unpad)                                          # (T, Hq, D)
 
 
 def tree_attention_reference(q, k_cache, v_cache, query_starts, prefix_lens, request_rows, bitmask,

@@ -257,7 +257,50 @@ def test_consecutive_rows_take_a_view_and_agree_with_a_gather():
     bits = torch.tensor([[1], [3], [5], [1], [3], [7], [11]], dtype=torch.int32)
     view_plan = padded_plan(starts, prefix, torch.tensor([2, 3], dtype=torch.int32), bits, 7)
     gather_plan = padded_plan(starts, prefix, torch.tensor([3, 2], dtype=torch.int32), bits, 7)
-    assert view_plan.first_row == 2 and gather_plan.first_row is None
+    assert view_plan.groups[0].first_row == 2 and gather_plan.groups[0].first_row is None
     k2, v2 = k.clone(), v.clone()
     k2[[2, 3]], v2[[2, 3]] = k[[3, 2]], v[[3, 2]]  # swap the two rows, so the gather reads the same data
     torch.testing.assert_close(attend_padded(view_plan, q, k, v), attend_padded(gather_plan, q, k2, v2))
+
+
+@pytest.mark.parametrize("lengths", [[1, 1, 1, 9], [5, 1, 1, 1, 1], [1, 40, 1], [3, 3, 1, 1, 1, 2], [1], [7]])
+def test_a_batch_with_few_trees_is_attended_in_two_groups_with_the_same_result(lengths):
+    """Roots of every request in one call, the few trees in another: nothing padded to the
+    largest tree, and the same outputs as the one padded call (forced by listing every row)."""
+    from specgrove.kernels.tree_attention import attend_padded, padded_plan
+
+    torch.manual_seed(1)
+    B, heads, dim = len(lengths), 2, 8
+    starts = torch.tensor([0, *np.cumsum(lengths)], dtype=torch.int32)
+    T = int(starts[-1])
+    prefix = torch.tensor([5 + 3 * b for b in range(B)], dtype=torch.int32)
+    k, v = torch.randn(B + 2, heads, 128, dim), torch.randn(B + 2, heads, 128, dim)
+    q = torch.randn(T, 2 * heads, dim)
+    # Each token sees the root and itself (a star), as bits over as many words as needed.
+    words = (max(lengths) + 31) // 32
+    bits = torch.zeros(T, words, dtype=torch.int64)
+    for b in range(B):
+        for j in range(lengths[b]):
+            for bit in {0, j}:
+                bits[int(starts[b]) + j, bit // 32] |= 1 << (bit % 32)
+    bits = torch.where(bits >= 2**31, bits - 2**32, bits).to(torch.int32)
+    rows = torch.arange(1, B + 1, dtype=torch.int32)
+    plan = padded_plan(starts, prefix, rows, bits, T)
+    few = sum(n > 1 for n in lengths) <= B // 2 and max(lengths) > 1
+    assert len(plan.groups) == (2 if few else 1)
+    want = torch.cat([_brute_force_star(q, k, v, int(starts[b]), lengths[b], int(prefix[b]), b + 1) for b in range(B)])
+    torch.testing.assert_close(attend_padded(plan, q, k, v), want, atol=1e-5, rtol=1e-5)
+
+
+def _brute_force_star(q, k, v, start, n, prefix, row):
+    """Request ``row``'s outputs where token j sees the prefix, the root and itself."""
+    out = []
+    for j in range(n):
+        keys = list(range(prefix)) + sorted({prefix, prefix + j})
+        qq = q[start + j]                                       # (Hq, D)
+        kk, vv = k[row][:, keys], v[row][:, keys]               # (Hk, K, D)
+        group = qq.shape[0] // kk.shape[0]
+        kk, vv = kk.repeat_interleave(group, 0), vv.repeat_interleave(group, 0)
+        w = torch.softmax((qq[:, None, :] * kk).sum(-1) / qq.shape[-1] ** 0.5, dim=-1)
+        out.append((w[..., None] * vv).sum(1))
+    return torch.stack(out)
