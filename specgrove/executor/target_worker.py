@@ -42,19 +42,17 @@ class TargetWorker:
         sizes = [len(t) + 1 for t in trees]
         starts = np.concatenate([[0], np.cumsum(sizes)])
         T, B = int(starts[-1]), len(seqs)
-        host = np.empty(2 * T + 3 * B + 1, dtype=np.int64)
-        tokens, parents = host[:T], host[T:2 * T]
+        tokens, parents = np.empty(T, dtype=np.int64), np.empty(T, dtype=np.int64)
         for s, t, a in zip(seqs, trees, starts):
-            tokens[a], parents[a] = s.root, -1
+            tokens[a], parents[a] = s.root, -1  # the root, then its nodes (parent indices shift by one)
             tokens[a + 1:a + 1 + len(t)], parents[a + 1:a + 1 + len(t)] = t.tokens, t.parents + 1
-        host[2 * T:2 * T + B + 1] = starts
-        host[2 * T + B + 1:2 * T + 2 * B + 1] = [s.target_len for s in seqs]
-        host[2 * T + 2 * B + 1:] = [s.row for s in seqs]
+        prefix = [s.target_len for s in seqs]
+        # One buffer, one host-to-device copy: tokens | parents | starts | prefix lengths | rows.
+        host = np.concatenate([tokens, parents, starts, prefix, [s.row for s in seqs]]).astype(np.int64)
         dev = torch.from_numpy(host).to(self.model.device)
-        ints = dev[T:].to(torch.int32)
-        return self.model.forward_tree(dev[:T], ints[:T], ints[T:T + B + 1], ints[T + B + 1:T + 2 * B + 1],
-                                       ints[T + 2 * B + 1:], max(sizes),
-                                       max(s.target_len + n for s, n in zip(seqs, sizes)))
+        parents_d, starts_d, prefix_d, rows_d = dev[T:].to(torch.int32).split([T, B + 1, B, B])
+        return self.model.forward_tree(dev[:T], parents_d, starts_d, prefix_d, rows_d, max(sizes),
+                                       max(p + n for p, n in zip(prefix, sizes)))
 
     def accept(self, seqs: list[RequestState], trees: list[Tree], logits: torch.Tensor) -> list[Verdict]:
         """Each request's verdict, by its own sampling parameters (greedy or sampled)."""
