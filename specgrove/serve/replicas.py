@@ -26,6 +26,9 @@ id, ``specgrove_replica_failures``); each of its requests is routed again to a l
 streamed, for the tokens that remain, with the same sampling. A greedy request's output is then
 the same as without the failure, and its client sees one stream. With no replica left, open
 requests fail and ``error`` is set (the app answers 503, ``/health`` too).
+
+Starting the replicas' processes, waiting until they have loaded, their exit reasons and
+stopping them: ``specgrove.serve.replica_lifecycle``.
 """
 
 from __future__ import annotations
@@ -33,44 +36,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import multiprocessing
 import os
 import queue
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 
 from specgrove.executor.parallel.placement import PairSource  # noqa: F401 (re-exported)
 from specgrove.serve.load_book import LoadBook, NoReplicaError  # noqa: F401 (re-exported)
 from specgrove.serve.metrics import ServeMetrics
-from specgrove.serve.replica_process import replica_main
+from specgrove.serve.replica_lifecycle import (  # noqa: F401 (ReplicaStartError re-exported)
+    STOP_TIMEOUT_S, ReplicaStartError, _Replica, await_ready, exit_reason, start_replica, stop_replicas)
 from specgrove.serve.runner import Finish, LoopHost, Stream, Submission
 from specgrove.types import Request
 
 log = logging.getLogger("specgrove.serve")
 
 MAX_RETRIES = 3  # re-routings of one request; a request that outlives more replicas fails
-STOP_TIMEOUT_S = 10.0  # a stopped replica's time to exit before it is terminated
-
-
-class ReplicaStartError(RuntimeError):
-    """A replica that could not load; the message names it and says why."""
 
 
 # ---- the front-end ----------------------------------------------------------------------------
-
-@dataclass
-class _Replica:
-    id: int
-    process: multiprocessing.process.BaseProcess
-    commands: Connection  # the front-end sends
-    events: Connection  # the front-end receives
-    alive: bool = True
-    running: int = 0
-    waiting: int = 0
-
 
 @dataclass(eq=False)
 class _Tracked:
@@ -89,27 +75,6 @@ class _Tracked:
     events_before: int = 0  # on earlier replicas
     admitted_time: float | None = None  # of its first admission
     first_token_time: float | None = None
-
-
-def _reap(process, timeout_s: float = 2.0) -> None:
-    """Wait (bounded) for a process whose pipes closed to be reapable: its fds close a moment
-    before the kernel reports its exit, so one ``join`` can come back too early."""
-    deadline = time.monotonic() + timeout_s
-    while process.exitcode is None and time.monotonic() < deadline:
-        process.join(0.01)
-
-
-def _exit_reason(process) -> str:
-    _reap(process)
-    code = process.exitcode
-    if code is None:
-        return "its pipe closed"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 class ReplicaPool(LoopHost):
@@ -152,44 +117,16 @@ class ReplicaPool(LoopHost):
     def launch(self, timeout_s: float | None = None) -> None:
         """Start every replica and wait until each has loaded; ``ReplicaStartError`` (the
         others stopped) if one fails or ``timeout_s`` passes."""
-        ctx = multiprocessing.get_context("spawn")
         try:
             for i in range(self.num_replicas):
-                cmd_r, cmd_w = ctx.Pipe(duplex=False)
-                ev_r, ev_w = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=replica_main, name=f"specgrove-replica-{i}",
-                                   args=(i, self.source, self.config, self.placement, cmd_r, ev_w))
-                proc.start()
-                cmd_r.close()  # the child's ends: closed here, so a dead child reads as EOF
-                ev_w.close()
-                self._replicas.append(_Replica(i, proc, cmd_w, ev_r))
-            self._await_ready(timeout_s)
+                self._replicas.append(start_replica(i, self.source, self.config, self.placement))
+            info = await_ready(self._replicas, timeout_s)
+            if info:
+                self.max_positions, self.eos_token_id = info["max_positions"], info["eos_token_id"]
         except BaseException:
             self.shutdown(0, quiet=True)
             raise
         log.info("%d replicas ready (router %s)", self.num_replicas, type(self.router).__name__)
-
-    def _await_ready(self, timeout_s: float | None) -> None:
-        pending = {r.id: r for r in self._replicas}
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while pending:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = wait([r.events for r in pending.values()] + [r.process.sentinel for r in pending.values()], left)
-            if not ready:
-                raise ReplicaStartError(f"replica {min(pending)} did not load within {timeout_s:g} s")
-            for rep in list(pending.values()):
-                if rep.events in ready or rep.process.sentinel in ready:
-                    try:
-                        msg = rep.events.recv()
-                    except (EOFError, OSError):
-                        raise ReplicaStartError(f"replica {rep.id} exited while loading "
-                                                f"({_exit_reason(rep.process)})") from None
-                    if msg[0] == "failed":
-                        raise ReplicaStartError(f"replica {rep.id} failed to start: {msg[1]}")
-                    info = msg[1]
-                    self.max_positions = info["max_positions"]
-                    self.eos_token_id = info["eos_token_id"]
-                    del pending[rep.id]
 
     # ---- the app's calls (event loop thread) --------------------------------------------
     @property
@@ -259,7 +196,7 @@ class ReplicaPool(LoopHost):
                         self._receive(rep)
                     if rep.alive and rep.process.sentinel in ready:
                         self._receive(rep)  # what it sent before it died
-                        self._died(rep, _exit_reason(rep.process))
+                        self._died(rep, exit_reason(rep.process))
         except Exception as exc:  # a bug here: fail the open requests, loudly
             log.exception("the replica front-end failed")
             self._fail_all(f"{type(exc).__name__}: {exc}")
@@ -324,7 +261,7 @@ class ReplicaPool(LoopHost):
         try:
             rep.commands.send(msg)
         except OSError:  # it died; its sentinel may not have fired yet
-            self._died(rep, _exit_reason(rep.process))
+            self._died(rep, exit_reason(rep.process))
 
     def _receive(self, rep: _Replica) -> None:
         try:
@@ -336,9 +273,9 @@ class ReplicaPool(LoopHost):
                     self._died(rep, f"its engine failed: {msg[1]}")
         except (EOFError, OSError) as exc:
             if rep.alive:
-                self._died(rep, _exit_reason(rep.process) if isinstance(exc, EOFError) else str(exc))
+                self._died(rep, exit_reason(rep.process) if isinstance(exc, EOFError) else str(exc))
         except Exception as exc:  # a message cut short (the replica died while sending it)
-            self._died(rep, f"{_exit_reason(rep.process)}; {type(exc).__name__}: {exc}")
+            self._died(rep, f"{exit_reason(rep.process)}; {type(exc).__name__}: {exc}")
 
     def _on_events(self, rep: _Replica, tokens, started, finishes, records, load) -> None:
         for rec in records:
@@ -467,25 +404,5 @@ class ReplicaPool(LoopHost):
 
     # ---- shutdown --------------------------------------------------------------------------
     def shutdown(self, timeout_s: float = STOP_TIMEOUT_S, quiet: bool = False) -> None:
-        """Stop every replica: ask, wait up to ``timeout_s``, then terminate; join them all.
-        Idempotent."""
-        for rep in self._replicas:
-            if rep.process.is_alive():
-                try:
-                    rep.commands.send(("stop",))
-                except OSError:
-                    pass
-        deadline = time.monotonic() + timeout_s
-        for rep in self._replicas:
-            rep.process.join(max(0.0, deadline - time.monotonic()))
-            if rep.process.is_alive() and not quiet:
-                log.warning("replica %d did not stop within %g s; terminating it", rep.id, timeout_s)
-            if rep.process.is_alive():
-                rep.process.terminate()
-                rep.process.join(5)
-            if rep.process.is_alive():
-                rep.process.kill()
-                rep.process.join()
-            rep.alive = False
-            for conn in (rep.commands, rep.events):
-                conn.close()
+        """Stop every replica (``stop_replicas``); idempotent."""
+        stop_replicas(self._replicas, timeout_s, quiet)
