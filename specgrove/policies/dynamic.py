@@ -112,7 +112,12 @@ class DynamicCost(Dynamic):
         # Per shape, exponential averages of what its steps yielded per request: expected
         # tokens, tree size, draft rounds (None until it ran), and emitted / expected tokens.
         self._stats: dict[str, list[float] | None] = dict.fromkeys(shapes)
-        self._realism = dict.fromkeys(shapes, 1.0)
+        # Emitted and expected tokens per request of each shape's steps, as exponential averages:
+        # their ratio scales the expectation. (A running mean of per-step ratios would be biased
+        # high: a step expected to yield 2.5 that yields 5 weighs more than one expected at 5
+        # that yields 2.5 weighs less.)
+        self._emitted: dict[str, float | None] = dict.fromkeys(shapes)
+        self._expected: dict[str, float | None] = dict.fromkeys(shapes)
         self._slowness = dict.fromkeys((*shapes, self.PLAIN), 1.0)  # measured / predicted step time
         self._predicted_s: float | None = None  # this step's predicted time, when known
         self._step_gains: list[float] = []  # this step's expected tokens, per request
@@ -171,7 +176,7 @@ class DynamicCost(Dynamic):
 
     def _rate(self, option: str, n: int, ctx: int) -> float:
         """Expected tokens per second per request of a step of ``option`` (plain: 1 token)."""
-        gain = 1.0 if option == self.PLAIN else self._stats[option][0] * self._realism[option]
+        gain = 1.0 if option == self.PLAIN else self._stats[option][0] * self.realism(option)
         return gain / (self._step_s(option, n, ctx) * self._slowness[option])
 
     def _best(self, n: int, ctx: int) -> str:
@@ -190,7 +195,17 @@ class DynamicCost(Dynamic):
         if self._shape is not None and not self._probe and self._step_gains and timing.emitted_tokens:
             realised = timing.emitted_tokens / timing.num_requests
             expected = float(np.mean(self._step_gains))
-            self._realism[self._shape] += 0.1 * (realised / expected - self._realism[self._shape])
+            x = self._shape
+            if self._emitted[x] is None:
+                self._emitted[x], self._expected[x] = realised, expected
+            else:
+                self._emitted[x] += 0.1 * (realised - self._emitted[x])
+                self._expected[x] += 0.1 * (expected - self._expected[x])
+
+    def realism(self, shape: str) -> float:
+        """Emitted over expected tokens of ``shape``'s recent steps (1 until observed)."""
+        emitted, expected = self._emitted[shape], self._expected[shape]
+        return 1.0 if emitted is None else emitted / expected
 
     def _remember(self, gain: float, size: int, rounds: int) -> None:
         """Exponential averages of what this step's shape has been yielding, per request."""

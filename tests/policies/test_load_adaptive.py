@@ -131,3 +131,16 @@ def test_shapes_are_learnt_and_re_tried_on_one_request_in_turn():
     assert all(len(rows) == 1 for _, rows in probes)
     assert [step for step, _ in probes][:2] == [0, 1]
     assert len({rows[0] for _, rows in probes}) == len(probes)  # never the same request twice in a row here
+
+
+def test_realism_is_a_ratio_of_averages_not_an_average_of_ratios():
+    """Steps expected to yield 2.5 and 5 tokens that yield 5 and 2.5: on average the draft's
+    expectation was right (realism 1), though the mean of the per-step ratios is 1.25."""
+    from specgrove.cost import OnlineCostModel
+
+    policy = registry.create("tree", "dynamic-cost", cost_model=OnlineCostModel(CHEAP_DRAFT), shapes=("tree",))
+    policy._shape, policy._probe = "tree", False
+    for expected, emitted in [(2.5, 5), (5.0, 2.5)] * 50:
+        policy._step_gains = [expected]
+        policy.observe_step(StepTiming(1, 17, 100, (1, 4), 0.001, 0.002, 0.0005, emitted))
+    assert policy.realism("tree") == pytest.approx(1.0, abs=0.1)
