@@ -12,6 +12,9 @@ import logging
 from dataclasses import dataclass
 
 from specgrove.kernels import _cupy
+from specgrove.kernels import kv_compact as _compact
+from specgrove.kernels import tree_attention as _attention
+from specgrove.kernels import tree_layout as _layout
 
 log = logging.getLogger("specgrove.kernels")
 
@@ -32,10 +35,8 @@ class Kernels:
     def tree_layout(self, parents, query_starts, prefix_lens, rows, max_len: int | None = None):
         """Positions, cache slots, cache rows and the ancestor bitmask of a ragged batch of
         trees, on the inputs' device (``specgrove.kernels.tree_layout``)."""
-        from specgrove.kernels import tree_layout as m
-
         # The executor's inputs are built by the engine itself: no structural check (it syncs).
-        fn = m.tree_layout_cupy if self.name == "cupy" else m.tree_layout_reference
+        fn = _layout.tree_layout_cupy if self.name == "cupy" else _layout.tree_layout_reference
         return fn(parents, query_starts, prefix_lens, rows, max_len=max_len, check=False)
 
     def attention_plan(self, layout, num_keys: int | None = None):
@@ -45,30 +46,24 @@ class Kernels:
         reference a device-to-host sync."""
         if self.name == "cupy":
             return layout
-        from specgrove.kernels import tree_attention as m
-
-        return m.padded_plan(layout.query_starts, layout.prefix_lens, layout.request_rows, layout.bitmask,
-                             layout.rows.shape[0], layout.max_len, num_keys)
+        return _attention.padded_plan(layout.query_starts, layout.prefix_lens, layout.request_rows,
+                                      layout.bitmask, layout.rows.shape[0], layout.max_len, num_keys)
 
     def tree_attention(self, q, k_cache, v_cache, plan, scale: float | None = None):
         """Attention of the ragged queries ``q`` (T, Hq, D) over their requests' prefixes and
         tree ancestors (``specgrove.kernels.tree_attention``), given ``attention_plan``'s plan."""
-        from specgrove.kernels import tree_attention as m
-
         if self.name == "cupy":
-            return m.tree_attention_cupy(q, k_cache, v_cache, plan.query_starts, plan.prefix_lens,
-                                         plan.request_rows, plan.bitmask, scale=scale, max_len=plan.max_len)
-        return m.attend_padded(plan, q, k_cache, v_cache, scale)
+            return _attention.tree_attention_cupy(q, k_cache, v_cache, plan.query_starts, plan.prefix_lens,
+                                                  plan.request_rows, plan.bitmask, scale=scale, max_len=plan.max_len)
+        return _attention.attend_padded(plan, q, k_cache, v_cache, scale)
 
     def compact(self, k, v, rows, src, dst, max_moves_per_row: int | None = None) -> None:
         """Copy slot ``src[i]`` of row ``rows[i]`` to ``dst[i]`` in every layer of K and V,
         all sources read before any destination is written (``specgrove.kernels.kv_compact``)."""
-        from specgrove.kernels import kv_compact as m
-
         if self.name == "cupy":
-            m.compact_cupy(k, v, rows, src, dst, max_moves_per_row=max_moves_per_row, check=False)
+            _compact.compact_cupy(k, v, rows, src, dst, max_moves_per_row=max_moves_per_row, check=False)
         else:
-            m.compact_reference(k, v, rows, src, dst, max_moves_per_row=max_moves_per_row, check=False)
+            _compact.compact_reference(k, v, rows, src, dst, max_moves_per_row=max_moves_per_row, check=False)
 
 
 TORCH = Kernels("torch")
@@ -76,11 +71,10 @@ TORCH = Kernels("torch")
 
 def _unsupported(head_dim: int | None, dtype) -> str | None:
     """Why the CUDA attention kernel has no instance for this model's heads, or None."""
-    from specgrove.kernels.tree_attention import KERNEL_DTYPES, KERNEL_HEAD_DIMS
-
-    if head_dim is not None and head_dim not in KERNEL_HEAD_DIMS:
-        return f"the tree-attention kernel has head_dim {'/'.join(map(str, KERNEL_HEAD_DIMS))}, the model {head_dim}"
-    if dtype is not None and dtype not in KERNEL_DTYPES:
+    if head_dim is not None and head_dim not in _attention.KERNEL_HEAD_DIMS:
+        dims = "/".join(map(str, _attention.KERNEL_HEAD_DIMS))
+        return f"the tree-attention kernel has head_dim {dims}, the model {head_dim}"
+    if dtype is not None and dtype not in _attention.KERNEL_DTYPES:
         return f"the tree-attention kernel has no {dtype} instance"
     return None
 
