@@ -18,17 +18,29 @@ class ProfileError(ValueError):
     """A profile that cannot be used; the message names the file and what is wrong."""
 
 
+MIN_METHOD_STEPS = 100  # a method traced for fewer steps gets no cost model of its own
+
+
 @dataclass
 class Profile:
-    cost: AffineCostModel
+    cost: AffineCostModel  # fitted on every step of every method
     draft: dict  # SyntheticDraft parameters (exact mode)
     # method -> domain -> distinct [tree size, accepted + 1, rounds, expanded, count] (tabulated)
     acceptance_rows: dict[str, dict[str, list[list[int]]]]
     sources: list[str] = field(default_factory=list)  # the traces it was fitted on
     fit: dict = field(default_factory=dict)  # quality of each fit, for the report
+    # Per traced method, a cost model fitted on that method's steps alone: the affine terms
+    # average over the shapes of the trees a method verifies (a chain's deep row against a
+    # wide tree's), so a method's own fit is truer for it. A scenario running a method not
+    # here gets ``cost``.
+    cost_by_method: dict[str, AffineCostModel] = field(default_factory=dict)
+
+    def cost_for(self, method: str) -> AffineCostModel:
+        return self.cost_by_method.get(method, self.cost)
 
     def to_json(self) -> dict:
         return {"version": PROFILE_VERSION, "sources": self.sources, "cost": asdict(self.cost),
+                "cost_by_method": {m: asdict(c) for m, c in self.cost_by_method.items()},
                 "draft": self.draft, "acceptance_rows": self.acceptance_rows, "fit": self.fit}
 
     def save(self, path: str | Path) -> None:
@@ -46,17 +58,14 @@ def load_profile(path: str | Path) -> Profile:
     if not isinstance(data, dict) or data.get("version") != PROFILE_VERSION:
         raise ProfileError(f"{path}: profile version {data.get('version') if isinstance(data, dict) else None!r}; "
                            f"this reader reads {PROFILE_VERSION}")
-    cost_fields = {f.name for f in fields(AffineCostModel)}
-    cost = data.get("cost")
-    if not isinstance(cost, dict) or set(cost) != cost_fields:
-        raise ProfileError(f"{path}: 'cost' must have exactly the fields {', '.join(sorted(cost_fields))}")
+    model = _cost_model(data.get("cost"), f"{path}: 'cost'")
     draft = data.get("draft")
     if not isinstance(draft, dict) or any(k not in draft for k in DRAFT_FIELDS):
         raise ProfileError(f"{path}: 'draft' must have {', '.join(DRAFT_FIELDS)}")
-    try:
-        model = AffineCostModel(**{k: float(v) for k, v in cost.items()})
-    except (TypeError, ValueError) as exc:
-        raise ProfileError(f"{path}: cost: {exc}") from None
+    by_method = data.get("cost_by_method", {})
+    if not isinstance(by_method, dict):
+        raise ProfileError(f"{path}: 'cost_by_method' must map method -> cost terms")
+    by_method = {m: _cost_model(c, f"{path}: 'cost_by_method.{m}'") for m, c in by_method.items()}
     rows = data.get("acceptance_rows", {})
     ok = isinstance(rows, dict) and all(
         isinstance(by, dict) and all(isinstance(r, list) and all(isinstance(x, list) and len(x) == 5 for x in r)
@@ -65,7 +74,25 @@ def load_profile(path: str | Path) -> Profile:
         raise ProfileError(f"{path}: 'acceptance_rows' must map method -> domain -> "
                            "[tree size, accepted + 1, rounds, expanded, count] rows")
     return Profile(model, {k: float(draft[k]) for k in DRAFT_FIELDS}, rows, list(data.get("sources", [])),
-                   data.get("fit", {}))
+                   data.get("fit", {}), by_method)
+
+
+def _cost_model(cost, where: str) -> AffineCostModel:
+    cost_fields = {f.name for f in fields(AffineCostModel)}
+    if not isinstance(cost, dict) or set(cost) != cost_fields:
+        raise ProfileError(f"{where} must have exactly the fields {', '.join(sorted(cost_fields))}")
+    try:
+        return AffineCostModel(**{k: float(v) for k, v in cost.items()})
+    except (TypeError, ValueError) as exc:
+        raise ProfileError(f"{where}: {exc}") from None
+
+
+def by_method(trace: Trace) -> dict[str, Trace]:
+    """The trace's records split by the method that ran them (``labels.method``)."""
+    out: dict[str, Trace] = {}
+    for rec in [*trace.steps, *trace.prefills, *trace.requests]:
+        out.setdefault(rec.labels.method, Trace()).add(rec)
+    return out
 
 
 def calibrate(trace: Trace, sources: list[str]) -> tuple[Profile, list]:
@@ -80,4 +107,11 @@ def calibrate(trace: Trace, sources: list[str]) -> tuple[Profile, list]:
     draft = {k: fitted[k] for k in DRAFT_FIELDS}
     fit = {c.name: c.quality() for c in comps}
     fit["acceptance"] = {"levels": fitted["levels"], "curve": acceptance_curve(trace)}
-    return Profile(model, draft, acceptance_rows(trace), sources, fit), comps
+    costs, fit["by_method"] = {}, {}
+    parts = by_method(trace)
+    if len(parts) > 1:
+        for method, part in sorted(parts.items()):
+            if method and len(part.steps) >= MIN_METHOD_STEPS:
+                costs[method], method_comps = fit_cost(part)
+                fit["by_method"][method] = {c.name: c.quality() for c in method_comps}
+    return Profile(model, draft, acceptance_rows(trace), sources, fit, costs), comps

@@ -47,7 +47,8 @@ def replay_profile(base: Profile, trace_path: Path) -> tuple[Profile, list[str]]
         raise ReplayError(f"{trace_path}: the trace holds no decoding steps")
     rows = dict(base.acceptance_rows)
     rows.update(recorded)
-    return Profile(base.cost, base.draft, rows, base.sources + [str(trace_path)], base.fit), sorted(recorded)
+    return Profile(base.cost, base.draft, rows, base.sources + [str(trace_path)], base.fit,
+                   dict(base.cost_by_method)), sorted(recorded)
 
 
 def prepare(run_dir: Path, scenario_data: dict, profile_path: str, trace_path: Path | None, out: Path) -> tuple[dict, list[str], int]:

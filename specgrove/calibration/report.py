@@ -12,7 +12,7 @@ from specgrove.calibration.profile import DRAFT_FIELDS, Profile
 def markdown(profile: Profile, command: str) -> str:
     lines = ["# Calibration profile", "", f"Command: `{command}`", "",
              "Traces: " + ", ".join(f"`{s}`" for s in profile.sources), "",
-             "## Cost model (robust least squares)", "",
+             "## Cost model (least squares, Huber loss for far outliers)", "",
              "| component | points | R² | rel. error p50 | p90 | p99 | mean measured ms | mean fitted ms |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in ("verify", "draft", "other"):
@@ -22,7 +22,21 @@ def markdown(profile: Profile, command: str) -> str:
             continue
         lines.append(f"| {name} | {q['points']} | {q['r2']:.4f} | {q['rel_error_p50']:.1%} | {q['rel_error_p90']:.1%} | "
                      f"{q['rel_error_p99']:.1%} | {q['mean_measured_ms']:.3f} | {q['mean_fitted_ms']:.3f} |")
-    lines += ["", "Fitted terms (seconds): " + ", ".join(f"`{k}` {v:.3g}" for k, v in vars(profile.cost).items() if v), "",
+    lines += ["", "Fitted terms (seconds): " + ", ".join(f"`{k}` {v:.3g}" for k, v in vars(profile.cost).items() if v), ""]
+    if profile.cost_by_method:
+        lines += ["### Per method", "",
+                  "Each traced method also gets a cost model fitted on its own steps, which a scenario "
+                  "running that method uses (others get the pooled one above).", "",
+                  "| method | component | points | R² | rel. error p50 | mean measured ms | mean fitted ms |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for method, quality in profile.fit.get("by_method", {}).items():
+            for name in ("verify", "draft", "other"):
+                q = quality.get(name, {})
+                if q.get("points"):
+                    lines.append(f"| {method} | {name} | {q['points']} | {q['r2']:.4f} | {q['rel_error_p50']:.1%} | "
+                                 f"{q['mean_measured_ms']:.3f} | {q['mean_fitted_ms']:.3f} |")
+        lines.append("")
+    lines += [
               "## Acceptance", "",
               f"Synthetic draft (exact mode), fitted on {profile.fit.get('acceptance', {}).get('levels', 0)} tested "
               "tree levels: " + ", ".join(f"`{k}` {profile.draft[k]:.3f}" for k in DRAFT_FIELDS), "",

@@ -6,6 +6,11 @@ is rescaled to that mean rate; for each policy a real server runs it (``serve`` 
 ``load`` client) while the simulator runs the very same arrivals with the scenario's profile.
 Policies are ranked by mean end-to-end latency (lower is better) in each world; Kendall's tau
 says how well the simulator's order matches the real one.
+
+With repeats, every real run is done that many times (the policies interleaved, so a slow
+spell of the host hits them all), the simulator is compared with the median of the repeats,
+and each metric's real spread, (max - min) / median over the repeats, says how far the real
+world itself moves from run to run: the floor under any simulator's error.
 """
 
 from __future__ import annotations
@@ -37,10 +42,30 @@ RANK_BY = "e2e_mean_s"
 class RunPair:
     load: float
     policy: str
-    real: dict  # summary
+    real: dict  # summary (the first repeat's)
     sim: dict
     real_rows: list[dict]
     sim_rows: list[dict]
+    repeats: list[dict] | None = None  # every repeat's summary, ``real`` among them
+
+    def real_values(self) -> dict[str, float | None]:
+        """Each metric's real value: the median over the repeats."""
+        runs = self.repeats or [self.real]
+        out = {}
+        for name, get in METRICS.items():
+            values = [get(s) for s in runs]
+            out[name] = None if any(v is None for v in values) else float(np.median(values))
+        return out
+
+    def real_spread(self) -> dict[str, float | None]:
+        """Each metric's (max - min) / median over the repeats (None with one run)."""
+        runs = self.repeats or [self.real]
+        out = {}
+        for name, get in METRICS.items():
+            values = [get(s) for s in runs]
+            ok = len(values) > 1 and all(v is not None for v in values) and np.median(values) != 0
+            out[name] = float((max(values) - min(values)) / np.median(values)) if ok else None
+        return out
 
 
 def rescale(arrivals: list[Arrival], rate: float) -> list[Arrival]:
@@ -53,12 +78,13 @@ def rescale(arrivals: list[Arrival], rate: float) -> list[Arrival]:
     return [replace(a, arrival_s=(a.arrival_s - t0) * factor) for a in arrivals]
 
 
-def metrics_table(real: dict, sim: dict) -> dict:
+def metrics_table(pair: RunPair) -> dict:
     out = {}
+    real, spread = pair.real_values(), pair.real_spread()
     for name, get in METRICS.items():
-        r, s = get(real), get(sim)
+        r, s = real[name], get(pair.sim)
         rel = None if r in (None, 0) or s is None else (s - r) / r
-        out[name] = {"real": r, "sim": s, "rel_error": rel}
+        out[name] = {"real": r, "sim": s, "rel_error": rel, "real_spread": spread[name]}
     return out
 
 
@@ -73,7 +99,7 @@ def kendall(real_order: list[str], sim_order: list[str]) -> float | None:
 
 def ranking(pairs: list[RunPair], load: float) -> dict:
     mine = [p for p in pairs if p.load == load]
-    real = [p.policy for p in sorted(mine, key=lambda p: (METRICS[RANK_BY](p.real) or math.inf, p.policy))]
+    real = [p.policy for p in sorted(mine, key=lambda p: (p.real_values()[RANK_BY] or math.inf, p.policy))]
     sim = [p.policy for p in sorted(mine, key=lambda p: (METRICS[RANK_BY](p.sim) or math.inf, p.policy))]
     return {"by": RANK_BY, "real": real, "sim": sim, "kendall_tau": kendall(real, sim)}
 
@@ -136,7 +162,8 @@ def cdf_plot(pairs: list[RunPair], load: float, path: Path) -> None:
 
 
 def report(pairs: list[RunPair], loads: list[float], info: dict) -> tuple[dict, str]:
-    runs = [{"load": p.load, "policy": p.policy, "metrics": metrics_table(p.real, p.sim)} for p in pairs]
+    runs = [{"load": p.load, "policy": p.policy, "repeats": len(p.repeats or [p.real]), "metrics": metrics_table(p)}
+            for p in pairs]
     rankings = {f"{load:g}": ranking(pairs, load) for load in loads}
     data = {**info, "runs": runs, "ranking": rankings}
     lines = ["# Validation: real executor against the calibrated simulator", "",
@@ -147,7 +174,8 @@ def report(pairs: list[RunPair], loads: list[float], info: dict) -> tuple[dict, 
              ""]
     for load in loads:
         lines += [f"## Load {load:.0%} of capacity ({load * info['capacity_requests_per_s']:.2f} req/s)", "",
-                  "| policy | metric | real | sim | error |", "|---|---|---:|---:|---:|"]
+                  "Real: the median of the repeats; real spread: (max - min) / median over them.", "",
+                  "| policy | metric | real | sim | error | real spread |", "|---|---|---:|---:|---:|---:|"]
         for run in (r for r in runs if r["load"] == load):
             for name in ("throughput_tokens_per_s", "tpot_mean_s", "tpot_p99_s", "ttft_p50_s", "e2e_mean_s", "e2e_p99_s",
                          "queueing_p99_s"):
@@ -155,7 +183,8 @@ def report(pairs: list[RunPair], loads: list[float], info: dict) -> tuple[dict, 
                 fmt = (lambda v: "-" if v is None else f"{v:.1f}") if "throughput" in name else \
                       (lambda v: "-" if v is None else f"{v * 1e3:.2f} ms")
                 err = "-" if m["rel_error"] is None else f"{m['rel_error']:+.1%}"
-                lines.append(f"| {run['policy']} | {name} | {fmt(m['real'])} | {fmt(m['sim'])} | {err} |")
+                spread = "-" if m["real_spread"] is None else f"{m['real_spread']:.1%}"
+                lines.append(f"| {run['policy']} | {name} | {fmt(m['real'])} | {fmt(m['sim'])} | {err} | {spread} |")
         r = rankings[f"{load:g}"]
         tau = "-" if r["kendall_tau"] is None else f"{r['kendall_tau']:.2f}"
         lines += ["", f"Ranking by {r['by']}: real {' < '.join(r['real'])}; sim {' < '.join(r['sim'])}; Kendall tau {tau}.",

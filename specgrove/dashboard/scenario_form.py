@@ -91,6 +91,9 @@ SECTIONS: list[tuple[str, list[Field]]] = [
         Field("deployment.microbatches", "Micro-batches", "int", when=_is("deployment.draft_placement", "separate"),
               help="2: the draft grows one half's trees while the target verifies the other's"),
         Field("deployment.max_batch", "Max batch", "int"),
+        Field("deployment.prefill", "Prefill", "select", lambda: ["mixed", "separate"],
+              help="mixed: new prompts share the step's verify forward; separate: forwards of their own "
+                   "before the step, first token at once (specgrove's executor)"),
     ]),
     ("Workload", [
         Field("workload.arrival", "Arrivals", "select", None),

@@ -25,13 +25,17 @@ class LocalDraft:
         self.policy, self.split, self.budget = policy, split, budget
         self.growths: list[Growth] = []
         self.max_positions, self.vocab_size = model.max_positions, model.vocab_size
+        # A policy that never drafts (``ar``), or no budget to draft with: the draft model
+        # neither prefills prompts nor catches up on tokens (the simulator charges it nothing).
+        self.idle = not policy.drafts or budget <= 0
 
     @property
     def model(self) -> LeanModel:
         return self.worker.model
 
     def prefill(self, seqs: list[RequestState]) -> None:
-        self.worker.prefill(seqs)
+        if not self.idle:
+            self.worker.prefill(seqs)
 
     def propose(self, seqs: list[RequestState]) -> Speculation:
         """Grow, split and select: the step the simulator's exact mode runs too."""
@@ -43,6 +47,8 @@ class LocalDraft:
         return spec
 
     def commit(self, seqs: list[RequestState], spec: Speculation, outcomes: list[tuple[list[int], int]]) -> None:
+        if self.idle:
+            return
         moves: list[tuple[int, int, int]] = []
         for growth, candidates, (tokens, num_accepted) in zip(self.growths, spec.candidates, outcomes):
             self.worker.commit(growth, candidates, tokens, num_accepted, moves)

@@ -62,6 +62,10 @@ BatchDraftFn = Callable[[list[int], list[Expansion]], list[DraftTopK]]
 class TreePolicy:
     """Base class: subclasses implement ``grow``; ``select`` keeps the best nodes."""
 
+    # False: the policy never asks the draft anything (plain decoding), so a draft side keeps
+    # no state for it: no prompt prefill, no tokens to catch up on.
+    drafts: bool = True
+
     def grow(self, budget: int) -> TreeGrowth:
         raise NotImplementedError
 

@@ -63,6 +63,8 @@ class ShapePolicy(TreePolicy):
 class Autoregressive(ShapePolicy):
     """No speculation: an empty tree, one token per target forward."""
 
+    drafts = False
+
     def __init__(self) -> None:
         self.shape = np.empty(0, dtype=np.int64)
 

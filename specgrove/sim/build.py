@@ -108,7 +108,7 @@ def build(s: Scenario) -> Built:
         _check_draft(c, f"acceptance.domains.{d}" if d in s.acceptance.domains else "acceptance.draft")
     measured = None
     if profile is not None:
-        cost = profile.cost
+        cost = profile.cost_for(s.policies.tree)
         by_domain = profile.acceptance_rows.get(s.policies.tree, {})
         measured = {i: np.asarray(by_domain[d], dtype=np.int64) for i, d in enumerate(domains)
                     if by_domain.get(d)} or None

@@ -54,6 +54,7 @@ class SimCluster:
             expected_tau=expected_tau,
             expected_step_s=built.cost.target_forward_s(1, s.policies.tree_budget + 1, 0),
             microbatches=s.deployment.microbatches if s.deployment.draft_placement == "separate" else 1,
+            separate_prefill=s.deployment.prefill == "separate",
         )
         self.ledger = Ledger()
         self.arrivals_done = False

@@ -106,6 +106,10 @@ def cycle(replica: Replica, mb: MicroBatch):
             yield mb.wake
             mb.wake = None
             continue
+        if replica.setup.separate_prefill and mb.batch.num_prefill:
+            yield from replica.prefill(mb)
+            if not len(mb.batch):
+                continue
         plan = replica.planner.plan(mb.batch)
         started = env.now
         yield from replica.separate_step(plan, overlap)

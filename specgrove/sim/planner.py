@@ -41,6 +41,12 @@ class Planner:
     def __init__(self, acceptance, cost: CostModel, rng: np.random.Generator, uses_draft: bool) -> None:
         self.acceptance, self.cost, self.rng, self.uses_draft = acceptance, cost, rng, uses_draft
 
+    def prefill_s(self, num_requests: int, tokens: int) -> tuple[float, float]:
+        """Seconds of a separate prefill's target forward and draft forward over ``tokens``
+        prompt tokens of ``num_requests`` new requests (nothing cached yet)."""
+        draft_s = self.cost.draft_step_s(num_requests, tokens, 0) if self.uses_draft else 0.0
+        return self.cost.target_forward_s(num_requests, tokens, 0), draft_s
+
     def plan(self, b: RunningBatch) -> StepPlan:
         cost = self.cost
         n, num_new = len(b), b.num_prefill

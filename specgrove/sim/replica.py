@@ -27,7 +27,7 @@ from specgrove.sim.hardware import Placement
 from specgrove.sim.pingpong import MicroBatch, Overlap, assign, cycle
 from specgrove.sim.planner import Planner, StepPlan
 from specgrove.sim.records import Ledger
-from specgrove.trace import Record, RequestShare, RequestTimes, StepRecord
+from specgrove.trace import PrefillRecord, Record, RequestShare, RequestTimes, StepRecord
 from specgrove.types import Request
 
 
@@ -42,6 +42,7 @@ class ReplicaSetup:
     expected_tau: float  # tokens per step, until measured
     expected_step_s: float  # seconds per step, until measured
     microbatches: int = 1  # with a separate draft: 2 ping-pong (draft of one overlaps verify of the other)
+    separate_prefill: bool = False  # new prompts in forwards of their own before the step (the executor's way)
 
 
 class Replica:
@@ -195,12 +196,16 @@ class Replica:
                 self._preempt(env.now, mb)
             if not len(mb.batch):
                 continue  # everything waiting was rejected
+            if self.draft_gpus is None and held is None:
+                held = self.gpus.request()
+                yield held
+            if self.setup.separate_prefill and mb.batch.num_prefill:
+                yield from self.prefill(mb)
+                if not len(mb.batch):
+                    continue  # every new request ended at its first token
             plan = self.planner.plan(mb.batch)
             started = env.now
             if self.draft_gpus is None:
-                if held is None:
-                    held = self.gpus.request()
-                    yield held
                 yield env.timeout(plan.draft_s + plan.verify_s + plan.other_s)
             else:
                 yield from self.separate_step(plan)
@@ -208,6 +213,38 @@ class Replica:
             if self.on_trace is not None:
                 self._trace(plan, mb, started, env.now)
             self._apply(plan, mb, env.now)
+
+    def prefill(self, mb: MicroBatch):
+        """Separate prefill: the newly admitted prompts in one target forward, then one draft
+        forward, before the step (the executor's ``admit``). Their first tokens come out at
+        its end, and they decode in the step that follows. A colocated replica already holds
+        its GPUs; with a separate draft each forward holds its own model's GPUs."""
+        env, b = self.env, mb.batch
+        new = b.prefill > 0
+        num_new, tokens = int(np.count_nonzero(new)), int(b.prefill[new].sum())
+        target_s, draft_s = self.planner.prefill_s(num_new, tokens)
+        start = env.now
+        if self.draft_gpus is None:
+            yield env.timeout(target_s + draft_s)
+            self.busy_s["gpu"] += target_s + draft_s
+        else:
+            with self.gpus.request() as hold:
+                yield hold
+                yield env.timeout(target_s)
+            with self.draft_gpus.request() as hold:
+                yield hold
+                yield env.timeout(draft_s)
+            self.busy_s["gpu"] += target_s
+            self.busy_s["draft_gpu"] += draft_s
+        now = env.now
+        for rid in b.rid[new].tolist():
+            self.ledger.first_token(rid, now)
+        b.finish_prefill(new, new.astype(np.int64), mb.steps)
+        self.outstanding_tokens -= num_new
+        self.ledger.tokens_emitted += num_new
+        if self.on_trace is not None:
+            self.on_trace(PrefillRecord(self.num_steps + 1, start, now, num_new, tokens, target_s * 1e3, draft_s * 1e3))
+        self._finish_done(mb, now)
 
     def separate_step(self, plan: StepPlan, overlap=None):
         """One step with the draft on its own GPU: draft, ship the candidates over the link,
@@ -284,7 +321,12 @@ class Replica:
         if plan.num_decoding:
             tau = (total - (len(b) - plan.num_decoding)) / plan.num_decoding  # prefills emit 1 each
             self.tau_ema += 0.05 * (tau - self.tau_ema)
-        if b.left.min() <= 0:
+        self._finish_done(mb, now)
+
+    def _finish_done(self, mb: MicroBatch, now: float) -> None:
+        """Requests that have emitted all their tokens leave the batch."""
+        b = mb.batch
+        if len(b) and b.left.min() <= 0:
             done = b.left <= 0
             for i in np.flatnonzero(done).tolist():
                 row = b.row(i)

@@ -102,6 +102,12 @@ class DeploymentSpec(Strict):
     # 2: one drafts while the other verifies. Ignored when the draft shares the target's GPUs.
     microbatches: int = Field(2, ge=1, le=2)
     max_batch: int = Field(64, ge=1)
+    # Where a newly admitted request's prompt is computed. "mixed": inside the step's target
+    # forward with everyone's verification (Sarathi-style chunk-free mixing); its first token
+    # comes at the step's end. "separate": in forwards of their own before the step (target,
+    # then draft), as specgrove's executor does; the first token comes out at once and the
+    # request joins the step that follows.
+    prefill: Literal["mixed", "separate"] = "mixed"
     kv_memory_fraction: float = Field(0.9, gt=0, le=1)
     # Utilisations below 0.1% would make a step last longer than any run (or overflow to inf).
     mfu: float = Field(0.6, ge=1e-3, le=1)

@@ -49,6 +49,7 @@ DESCRIPTIONS: dict[str, str] = {
     "DeploymentSpec.draft_gpus": "GPUs of a separate draft, per replica (separate only)",
     "DeploymentSpec.microbatches": "separate draft: 1 = draft, transfer, verify in turn; 2 = ping-pong halves",
     "DeploymentSpec.max_batch": "most requests in a replica's running batch",
+    "DeploymentSpec.prefill": "new prompts inside the step's verify forward (mixed), or in forwards of their own first (separate, the executor's way)",
     "DeploymentSpec.kv_memory_fraction": "share of GPU memory left after weights that holds the KV cache",
     "DeploymentSpec.mfu": "achieved fraction of peak FLOP/s",
     "DeploymentSpec.mbu": "achieved fraction of peak memory bandwidth",

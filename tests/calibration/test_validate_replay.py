@@ -11,6 +11,7 @@ from pathlib import Path
 
 from specgrove.cli import main
 from specgrove.serve.process import start_server, stop_server
+from specgrove.trace import read_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOAD = """
@@ -49,20 +50,42 @@ def test_validate_end_to_end(calibrated):
     out = root / "validation"
     assert main(["validate", str(scenario), "--workload", str(workload), "--out", str(out), "--policies",
                  "chain,dynamic", "--loads", "0.5", "--prompts", str(ROOT / "benchmarks" / "prompts" / "code.jsonl"),
-                 "--threads", "1"]) == 0
+                 "--threads", "1", "--repeats", "2"]) == 0
     data = json.loads((out / "validation.json").read_text())
     assert json.loads((out / "manifest.json").read_text())["command"].startswith("specgrove validate ")
     assert [(r["load"], r["policy"]) for r in data["runs"]] == [(0.5, "chain"), (0.5, "dynamic")]
     for run in data["runs"]:
+        assert run["repeats"] == 2
         for name in ("throughput_tokens_per_s", "tpot_mean_s", "e2e_p99_s"):
             m = run["metrics"][name]
             assert m["real"] > 0 and m["sim"] > 0 and m["rel_error"] == pytest.approx(m["sim"] / m["real"] - 1)
+            assert m["real_spread"] >= 0
+        # Each repeat's real server traced its own steps.
+        for repeat in (0, 1):
+            assert read_trace(out / "traces" / f"load0.5-{run['policy']}-r{repeat}.jsonl").steps
     ranking = data["ranking"]["0.5"]
     assert sorted(ranking["real"]) == sorted(ranking["sim"]) == ["chain", "dynamic"]
     assert ranking["kendall_tau"] in (-1.0, 1.0)
     text = (out / "validation.md").read_text()
     assert "cal.jsonl" in text and "code.jsonl" in text  # which data fitted, which validated
     assert (out / "cdf_load0.5.png").exists()
+
+
+def test_real_values_are_the_median_of_the_repeats_and_the_spread_their_range():
+    from specgrove.calibration.validate import RunPair, metrics_table
+
+    def summary(tpot):
+        return {"throughput_tokens_per_s": 100.0, "tpot_s": {"mean": tpot, "p50": tpot, "p99": tpot},
+                "ttft_s": {"mean": 0.1, "p50": 0.1, "p99": 0.1}, "e2e_s": {"mean": 1.0, "p50": 1.0, "p99": 1.0},
+                "queueing_s": {"mean": 0.0, "p99": 0.0}}
+
+    runs = [summary(0.010), summary(0.014), summary(0.011)]
+    pair = RunPair(0.5, "chain", runs[0], summary(0.0121), [], [], runs)
+    m = metrics_table(pair)["tpot_mean_s"]
+    assert m["real"] == pytest.approx(0.011)
+    assert m["real_spread"] == pytest.approx(0.004 / 0.011)
+    assert m["rel_error"] == pytest.approx(0.1)
+    assert metrics_table(RunPair(0.5, "chain", runs[0], runs[0], [], []))["tpot_mean_s"]["real_spread"] is None
 
 
 def test_replay_end_to_end(calibrated, tmp_path):

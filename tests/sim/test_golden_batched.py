@@ -88,3 +88,43 @@ def test_batched_mixed_partial_scenario_matches_hand_computation(tmp_path):
     assert s["sim_end_s"] == pytest.approx(0.09936, **exact)
     assert s["throughput_tokens_per_s"] == pytest.approx(10 / 0.09936, rel=1e-9)
     assert s["utilisation"]["gpu"] == pytest.approx(1.0, rel=1e-9)
+
+
+def test_separate_prefill_matches_hand_computation(tmp_path):
+    """The same requests with ``prefill = "separate"`` (the executor's structure): a new
+    prompt gets a target and a draft forward of its own before the step, its first token comes
+    out at their end, and it decodes in that very step.
+
+    [0, 0.024]        A's prefill: target 0.010 + 0.008 = 0.018, draft 0.002 + 0.004 = 0.006
+    [0.024, 0.04446]  A alone, c = 8: draft 0.00258 + 0.00308, verify 4 tokens 0.0148; A emits 3
+    [0.04446, 0.06246] B's prefill (arrived at 0.010): target 0.014, draft 0.004
+    [0.06246, 0.08926] both, c = 11 + 4 = 15: draft 0.00315 + 0.00415, verify 8 tokens 0.0195;
+                      A emits 3 (done), B 1
+    [0.08926, 0.10936] B alone, c = 5: draft 0.00255 + 0.00305, verify 0.0145; B done
+
+    A: TTFT 0.024, E2E 0.08926, TPOT 0.06526 / 6, tau 3
+    B: queueing 0.03446, TTFT 0.05246, E2E 0.09936, TPOT 0.0469 / 2, tau 1
+    """
+    from specgrove.trace import read_trace
+
+    s = scenario(tmp_path)
+    s.deployment.prefill = "separate"
+    result = run_scenario(s, cost_model=COST, trace_path=tmp_path / "sim.jsonl")
+    trace = read_trace(tmp_path / "sim.jsonl")
+    a, b = result.requests
+    exact = dict(abs=1e-12)
+    assert a["ttft_s"] == pytest.approx(0.024, **exact)
+    assert a["e2e_s"] == pytest.approx(0.08926, **exact)
+    assert a["tpot_s"] == pytest.approx(0.06526 / 6, **exact)
+    assert a["tau"] == 3.0
+    assert b["queueing_s"] == pytest.approx(0.03446, **exact)
+    assert b["ttft_s"] == pytest.approx(0.05246, **exact)
+    assert b["e2e_s"] == pytest.approx(0.09936, **exact)
+    assert b["tpot_s"] == pytest.approx(0.02345, **exact)
+    assert b["tau"] == 1.0
+    assert result.summary["sim_end_s"] == pytest.approx(0.10936, **exact)
+    assert result.summary["utilisation"]["gpu"] == pytest.approx(1.0, rel=1e-9)
+    # Traced as the executor traces it: prefill lines, and steps with no prefill inside.
+    assert [(p.num_requests, p.prompt_tokens, p.target_ms, p.draft_ms) for p in trace.prefills] == [
+        (1, 8, pytest.approx(18.0), pytest.approx(6.0)), (1, 4, pytest.approx(14.0), pytest.approx(4.0))]
+    assert [(st.batch_size, st.num_prefill) for st in trace.steps] == [(1, 0), (2, 0), (1, 0)]
