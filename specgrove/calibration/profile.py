@@ -34,6 +34,10 @@ class Profile:
     # wide tree's), so a method's own fit is truer for it. A scenario running a method not
     # here gets ``cost``.
     cost_by_method: dict[str, AffineCostModel] = field(default_factory=dict)
+    # Seconds a client sees on top of the server's own times: the HTTP request in, the first
+    # and the last chunk out (``calibrate --clients``; 0 without client runs). The simulator
+    # adds it to every request's TTFT and E2E.
+    frontend_s: float = 0.0
 
     def cost_for(self, method: str) -> AffineCostModel:
         return self.cost_by_method.get(method, self.cost)
@@ -41,7 +45,8 @@ class Profile:
     def to_json(self) -> dict:
         return {"version": PROFILE_VERSION, "sources": self.sources, "cost": asdict(self.cost),
                 "cost_by_method": {m: asdict(c) for m, c in self.cost_by_method.items()},
-                "draft": self.draft, "acceptance_rows": self.acceptance_rows, "fit": self.fit}
+                "frontend_s": self.frontend_s, "draft": self.draft, "acceptance_rows": self.acceptance_rows,
+                "fit": self.fit}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
@@ -73,8 +78,11 @@ def load_profile(path: str | Path) -> Profile:
     if not ok:
         raise ProfileError(f"{path}: 'acceptance_rows' must map method -> domain -> "
                            "[tree size, accepted + 1, rounds, expanded, count] rows")
+    frontend = data.get("frontend_s", 0.0)
+    if isinstance(frontend, bool) or not isinstance(frontend, (int, float)) or not 0 <= frontend < 60:
+        raise ProfileError(f"{path}: 'frontend_s' must be seconds in [0, 60), got {frontend!r}")
     return Profile(model, {k: float(draft[k]) for k in DRAFT_FIELDS}, rows, list(data.get("sources", [])),
-                   data.get("fit", {}), by_method)
+                   data.get("fit", {}), by_method, float(frontend))
 
 
 def _cost_model(cost, where: str) -> AffineCostModel:
@@ -93,6 +101,20 @@ def by_method(trace: Trace) -> dict[str, Trace]:
     for rec in [*trace.steps, *trace.prefills, *trace.requests]:
         out.setdefault(rec.labels.method, Trace()).add(rec)
     return out
+
+
+def frontend_latency(trace: Trace, client_ttft_s: list[float]) -> float:
+    """Seconds the clients saw on top of the server: their mean TTFT (``specgrove load``'s
+    requests) less the server's mean TTFT over the same requests (the trace's ``request``
+    lines, arrival stamped when the server received the request). Both sets must be the same
+    requests, so their counts must agree."""
+    served = [r.first_token_s - r.arrival_s for r in trace.requests]
+    if len(served) != len(client_ttft_s):
+        raise ProfileError(f"the client runs hold {len(client_ttft_s)} finished requests but the traces "
+                           f"{len(served)}: pass the load runs of exactly the traced servers")
+    if not served:
+        raise ProfileError("the traces hold no finished requests to compare the client runs with")
+    return max(0.0, float(sum(client_ttft_s) / len(client_ttft_s) - sum(served) / len(served)))
 
 
 def calibrate(trace: Trace, sources: list[str]) -> tuple[Profile, list]:

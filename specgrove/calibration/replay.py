@@ -48,7 +48,7 @@ def replay_profile(base: Profile, trace_path: Path) -> tuple[Profile, list[str]]
     rows = dict(base.acceptance_rows)
     rows.update(recorded)
     return Profile(base.cost, base.draft, rows, base.sources + [str(trace_path)], base.fit,
-                   dict(base.cost_by_method)), sorted(recorded)
+                   dict(base.cost_by_method), base.frontend_s), sorted(recorded)
 
 
 def prepare(run_dir: Path, scenario_data: dict, profile_path: str, trace_path: Path | None, out: Path) -> tuple[dict, list[str], int]:

@@ -22,7 +22,9 @@ def markdown(profile: Profile, command: str) -> str:
             continue
         lines.append(f"| {name} | {q['points']} | {q['r2']:.4f} | {q['rel_error_p50']:.1%} | {q['rel_error_p90']:.1%} | "
                      f"{q['rel_error_p99']:.1%} | {q['mean_measured_ms']:.3f} | {q['mean_fitted_ms']:.3f} |")
-    lines += ["", "Fitted terms (seconds): " + ", ".join(f"`{k}` {v:.3g}" for k, v in vars(profile.cost).items() if v), ""]
+    lines += ["", "Fitted terms (seconds): " + ", ".join(f"`{k}` {v:.3g}" for k, v in vars(profile.cost).items() if v), "",
+              f"Front-end latency (`frontend_s`, what clients saw on top of the servers' TTFT; 0 without "
+              f"`--clients`): {profile.frontend_s * 1e3:.2f} ms", ""]
     if profile.cost_by_method:
         lines += ["### Per method", "",
                   "Each traced method also gets a cost model fitted on its own steps, which a scenario "

@@ -13,6 +13,9 @@ from specgrove.commands import UsageError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("traces", nargs="+", help="step traces (generate/bench/serve/sim --trace)")
     parser.add_argument("--out", required=True, help="the profile to write (JSON); a .md report and .png beside it")
+    parser.add_argument("--clients", nargs="+", metavar="LOAD_DIR",
+                        help="`specgrove load` runs against the traced servers: their requests.csv give the "
+                             "clients' TTFT, and the profile's frontend_s what the clients saw on top of the server")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
         merged.requests += got.requests
     try:
         profile, comps = calibrate(merged, [str(Path(p).resolve()) for p in args.traces])
+        if args.clients:
+            from specgrove.calibration.profile import frontend_latency
+
+            profile.frontend_s = frontend_latency(merged, _client_ttfts(args.clients))
     except (ProfileError, ValueError) as exc:
         raise UsageError(f"cannot calibrate: {exc}") from None
     profile.save(out)
@@ -49,5 +56,32 @@ def run(args: argparse.Namespace) -> int:
                   f"p99 {q['rel_error_p99']:.1%}")
     d = profile.draft
     print(f" draft: confidence {d['confidence_mean']:.3f}, acceptance = {d['scale']:.3f} q^{d['gamma']:.3f}")
+    if args.clients:
+        print(f" front-end: clients saw {profile.frontend_s * 1e3:.2f} ms more TTFT than the servers")
     print(f"wrote {out}, {out.with_suffix('.md').name}, {out.with_suffix('.png').name}")
     return 0
+
+
+def _client_ttfts(dirs: list[str]) -> list[float]:
+    """Every finished request's TTFT from ``specgrove load`` runs (their requests.csv)."""
+    import csv
+    import math
+
+    out = []
+    for d in dirs:
+        path = Path(d) / "requests.csv"
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except OSError as exc:
+            raise UsageError(f"--clients {d!r}: cannot read {path}: {exc.strerror}") from None
+        if rows and "ttft_s" not in rows[0]:
+            raise UsageError(f"--clients {d!r}: {path} has no ttft_s column (not a `specgrove load` run)")
+        for row in rows:
+            try:
+                ttft = float(row["ttft_s"])
+            except ValueError:
+                raise UsageError(f"--clients {d!r}: {path}: ttft_s {row['ttft_s']!r} is not a number") from None
+            if not row.get("error") and math.isfinite(ttft):
+                out.append(ttft)
+    return out

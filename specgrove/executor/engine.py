@@ -96,19 +96,22 @@ class SpecEngine:
 
     # ---- requests -----------------------------------------------------------------------
     def add_request(self, prompt: list[int], max_new_tokens: int, sampling: SamplingParams | None = None,
-                    seed: int | None = None, deadline_s: float | None = None, ignore_eos: bool = False) -> int:
+                    seed: int | None = None, deadline_s: float | None = None, ignore_eos: bool = False,
+                    arrival_s: float | None = None) -> int:
         """Queue a request (see ``new_request``); returns its id."""
-        seq = self.new_request(prompt, max_new_tokens, sampling, seed, deadline_s, ignore_eos)
+        seq = self.new_request(prompt, max_new_tokens, sampling, seed, deadline_s, ignore_eos, arrival_s)
         self.waiting.append(seq)
         return seq.request_id
 
     def new_request(self, prompt: list[int], max_new_tokens: int, sampling: SamplingParams | None = None,
                     seed: int | None = None, deadline_s: float | None = None,
-                    ignore_eos: bool = False) -> RequestState:
+                    ignore_eos: bool = False, arrival_s: float | None = None) -> RequestState:
         """A checked request state, not yet queued; ``sampling`` defaults to the config's, ``seed`` (sampling) to one
         derived from the config's seed and the request id; ``deadline_s`` is absolute
         (``time.perf_counter()`` seconds), for deadline-aware schedulers; ``ignore_eos``
-        generates ``max_new_tokens`` whatever comes."""
+        generates ``max_new_tokens`` whatever comes; ``arrival_s``: when the request reached
+        the server (``time.perf_counter()``; default now), so that its queueing counts the
+        wait before the engine took it in."""
         if not prompt:
             raise ValueError("the prompt is empty")
         if max_new_tokens < 1:
@@ -126,7 +129,7 @@ class SpecEngine:
             gen = torch.Generator(device=self.target.model.device)
             gen.manual_seed(self.config.seed * 1_000_003 + rid if seed is None else seed)
         return RequestState(rid, list(prompt), max_new_tokens, sampling, gen, deadline_s, ignore_eos,
-                            arrival_s=time.perf_counter())
+                            arrival_s=time.perf_counter() if arrival_s is None else arrival_s)
 
     def cancel(self, request_id: int) -> bool:
         """Stop a request between steps (its cache row is freed at the next step); returns

@@ -74,7 +74,7 @@ class _ReplicaLoop:
                 msg = commands.recv()
             except (EOFError, OSError):  # the front-end is gone
                 msg = ("eof",)
-            self._inbox.put(msg)
+            self._inbox.put((*msg, time.perf_counter()))  # stamped on receipt: the request's arrival here
             self._wake.set()
             if msg[0] == "eof":
                 return
@@ -114,11 +114,11 @@ class _ReplicaLoop:
                 return True
             kind = msg[0]
             if kind == "add":
-                _, key, sub = msg
+                _, key, sub, received = msg
                 try:
-                    deadline = None if sub.deadline_s is None else time.perf_counter() + sub.deadline_s
+                    deadline = None if sub.deadline_s is None else received + sub.deadline_s
                     rid = self.engine.add_request(sub.prompt, sub.max_tokens, sub.sampling, sub.seed, deadline,
-                                                  sub.ignore_eos)
+                                                  sub.ignore_eos, arrival_s=received)
                 except ValueError as exc:
                     now = time.time()
                     self._failed.append((key, Finish("error", now, None, None, now, 0, 0, str(exc))))

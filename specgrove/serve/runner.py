@@ -126,15 +126,16 @@ class EngineRunner(LoopHost):
     def submit(self, sub: Submission) -> Stream:
         """Queue a request (call on the event loop); its events come on the returned stream."""
         stream = Stream(asyncio.get_running_loop())
+        received = time.perf_counter()  # the request's arrival, even while the engine is mid-step
         with self._lock:
             self._unadded += 1
-        self._inbox.put(("add", sub, stream))
+        self._inbox.put(("add", sub, stream, received))
         self._wake.set()
         return stream
 
     def cancel(self, stream: Stream) -> None:
         """Drop a request whose client went away (commands apply in order: after its add)."""
-        self._inbox.put(("cancel", None, stream))
+        self._inbox.put(("cancel", None, stream, None))
         self._wake.set()
 
     def request_stop(self) -> None:
@@ -146,13 +147,13 @@ class EngineRunner(LoopHost):
     def _apply_inbox(self) -> None:
         while True:
             try:
-                kind, sub, stream = self._inbox.get_nowait()
+                kind, sub, stream, received = self._inbox.get_nowait()
             except queue.Empty:
                 return
             if kind == "add":
-                deadline = None if sub.deadline_s is None else time.perf_counter() + sub.deadline_s
+                deadline = None if sub.deadline_s is None else received + sub.deadline_s
                 rid = self.engine.add_request(sub.prompt, sub.max_tokens, sub.sampling, sub.seed, deadline,
-                                              sub.ignore_eos)
+                                              sub.ignore_eos, arrival_s=received)
                 stream.request_id = rid
                 self._streams[rid] = stream
                 with self._lock:

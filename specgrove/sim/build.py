@@ -35,6 +35,7 @@ class Built:
     trace: list[Arrival] | None
     measured_rows: dict[int, np.ndarray] | None = None  # domain index -> a profile's rows (tabulated)
     context_tokens: int = 1 << 62  # the longest request (prompt + output) the pair serves
+    frontend_s: float = 0.0  # a profile's client-side latency on top of the server's (TTFT, E2E)
 
 
 def _synthetic_drafts(s: Scenario, domains: list[str], profile=None) -> list[SyntheticDraft]:
@@ -112,7 +113,8 @@ def build(s: Scenario) -> Built:
         by_domain = profile.acceptance_rows.get(s.policies.tree, {})
         measured = {i: np.asarray(by_domain[d], dtype=np.int64) for i, d in enumerate(domains)
                     if by_domain.get(d)} or None
-    built = Built(placements, cost, capacity, domains, drafts, trace, measured, context_tokens(target, draft))
+    built = Built(placements, cost, capacity, domains, drafts, trace, measured, context_tokens(target, draft),
+                  profile.frontend_s if profile is not None else 0.0)
     make_tree_policy(s, built)
     make_scheduler(s)
     return built

@@ -78,7 +78,8 @@ class SimCluster:
             deadline = a.arrival_s + (s.slo.e2e_s if s.slo.e2e_s is not None else s.slo.ttft_s)
             req = Request(rid, a.prompt_tokens, a.output_tokens, a.arrival_s, a.domain, deadline)
             chosen = self.router.route(req, [r.load() for r in self.replicas])
-            self.ledger.arrive(RequestRecord(rid, chosen, req.domain, a.arrival_s, a.prompt_tokens, a.output_tokens))
+            self.ledger.arrive(RequestRecord(rid, chosen, req.domain, a.arrival_s, a.prompt_tokens, a.output_tokens,
+                                             frontend_s=self.built.frontend_s))
             self.replicas[chosen].submit(req)
         self.arrivals_done = True
 

@@ -31,8 +31,8 @@ def request_rows(records: Iterable[RequestRecord]) -> list[dict]:
         rows.append({
             "request_id": r.request_id, "replica": r.replica, "domain": r.domain,
             "arrival_s": r.arrival_s, "prompt_tokens": r.prompt_tokens, "output_tokens": r.output_tokens,
-            "queueing_s": r.admitted_s - r.arrival_s, "ttft_s": r.first_token_s - r.arrival_s,
-            "tpot_s": tpot, "e2e_s": r.finish_s - r.arrival_s, "tau": r.tau,
+            "queueing_s": r.admitted_s - r.arrival_s, "ttft_s": r.first_token_s - r.arrival_s + r.frontend_s,
+            "tpot_s": tpot, "e2e_s": r.finish_s - r.arrival_s + r.frontend_s, "tau": r.tau,
             "preemptions": r.preemptions, "rejected": r.rejected, "error": r.error,
         })
     return rows

@@ -32,6 +32,9 @@ class RequestRecord:
     # A real request's gaps between consecutive streamed chunks (``specgrove load``: the
     # inter-token latencies); the simulator leaves it empty and reports its ITL from ``Series``.
     chunk_gaps_s: tuple[float, ...] = ()
+    # Seconds a client sees on top of the server's times (request in, first and last chunk
+    # out): a calibration profile's ``frontend_s``, which the simulated server does not spend.
+    frontend_s: float = 0.0
 
     @property
     def tau(self) -> float:

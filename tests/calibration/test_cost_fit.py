@@ -129,3 +129,46 @@ def test_separate_prefill_traces_recover_the_cost_terms(tmp_path):
     for name in ("target_base_s", "target_per_token_s", "target_per_request_s", "draft_base_s", "draft_per_token_s",
                  "step_base_s"):
         assert getattr(got, name) == pytest.approx(getattr(TRUE_COST, name), rel=0.02, abs=1e-9), name
+
+
+def test_the_front_end_latency_is_what_clients_saw_on_top_of_the_server():
+    from specgrove.calibration.profile import frontend_latency
+    from specgrove.trace import RequestTimes
+
+    trace = Trace()
+    for rid, (arrival, first) in enumerate([(0.0, 0.010), (1.0, 1.030)]):
+        trace.add(RequestTimes(rid, 8, 4, arrival, arrival, first, first + 0.1))
+    # Server TTFTs 10 and 30 ms (mean 20); clients saw 25 and 39 ms (mean 32): 12 ms on top.
+    assert frontend_latency(trace, [0.025, 0.039]) == pytest.approx(0.012)
+    assert frontend_latency(trace, [0.001, 0.002]) == 0.0  # never negative
+    with pytest.raises(ProfileError, match="client runs hold 3 finished requests but the traces 2"):
+        frontend_latency(trace, [0.02, 0.03, 0.04])
+
+
+def test_the_simulator_adds_the_front_end_latency_to_ttft_and_e2e(two_methods, tmp_path):
+    root, profile, _ = two_methods
+    runs = {}
+    for frontend in (0.0, 0.025):
+        profile.frontend_s = frontend
+        path = tmp_path / f"profile-{frontend}.json"
+        profile.save(path)
+        assert load_profile(path).frontend_s == frontend
+        runs[frontend] = run_scenario(scenario(duration_s=10.0, calibration__profile=str(path),
+                                               acceptance__mode="tabulated")).requests
+    base, shifted = runs[0.0], runs[0.025]
+    assert len(base) == len(shifted) > 10
+    for a, b in zip(base, shifted):
+        assert b["ttft_s"] == pytest.approx(a["ttft_s"] + 0.025, abs=1e-12)
+        assert b["e2e_s"] == pytest.approx(a["e2e_s"] + 0.025, abs=1e-12)
+        assert b["tpot_s"] == a["tpot_s"] and b["queueing_s"] == a["queueing_s"]
+    profile.frontend_s = 0.0
+
+
+def test_a_bad_front_end_latency_is_named(two_methods, tmp_path):
+    root, profile, _ = two_methods
+    data = profile.to_json()
+    data["frontend_s"] = -1
+    bad = tmp_path / "p.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match=r"'frontend_s' must be seconds in \[0, 60\), got -1"):
+        load_profile(bad)

@@ -59,6 +59,43 @@ def test_greedy_equals_target_greedy(setup, method, max_batch):
         assert sum(lengths) / steps > 1.5
 
 
+def test_plain_decoding_leaves_the_draft_alone(setup, monkeypatch):
+    """``ar`` (and any method with no budget) never asks the draft anything, so the draft
+    prefills no prompt and keeps no tokens to catch up on, as the simulator charges it."""
+    from specgrove.executor.draft_worker import DraftWorker
+
+    target, draft, prompts, lengths, reference = setup
+    calls = []
+    monkeypatch.setattr(DraftWorker, "prefill", lambda self, seqs: calls.append(len(seqs)))
+    for method, budget in (("ar", 8), ("dynamic", 0)):
+        outs, engine = run(target, draft, method, prompts[:4], lengths[:4], 4, budget=budget)
+        assert outs == reference[:4]
+        assert not calls, method
+        # Nothing cached, and no tokens piling up to feed it (only the first, set at admission).
+        assert all(len(s.draft_pending) <= 1 and s.draft_len == 0 for s in engine.finished.values()), method
+    run(target, draft, "chain", prompts[:4], lengths[:4], 4)
+    assert calls  # the check can fail: a drafting method does prefill
+
+
+def test_a_request_keeps_the_arrival_it_was_given(setup):
+    """A server stamps a request when it comes in, not when the engine, busy with a step,
+    takes it in: the engine keeps that stamp, so queueing and TTFT count the wait."""
+    from specgrove.trace import Trace
+
+    target, draft, prompts, lengths, reference = setup
+    trace = Trace()
+    engine = build_engine(target, draft, EngineConfig(method="chain", max_batch=2), on_trace=trace.add)
+    import time
+
+    received = time.perf_counter() - 0.5
+    engine.add_request(prompts[0], 4, arrival_s=received)
+    engine.add_request(prompts[1], 4)
+    engine.run()
+    first, second = sorted(trace.requests, key=lambda r: r.request_id)
+    assert first.arrival_s == received and first.admitted_s - first.arrival_s >= 0.5
+    assert second.arrival_s > received + 0.4 and second.admitted_s - second.arrival_s < 0.5
+
+
 def test_greedy_global_is_lossless_too(setup):
     target, draft, prompts, lengths, reference = setup
     outs, _ = run(target, draft, "dynamic", prompts, lengths, 16, batch_budget="greedy-global")
