@@ -81,6 +81,8 @@ class SpecEngine:
         self.scheduler = registry.create("scheduler", config.scheduler)
         self.target = TargetWorker(target)
         self.drafter = drafter if drafter is not None else LocalDraft(draft, policy, self.split, config.budget)
+        # A policy that never drafts, or no budget: the draft side does no work (traced as 0 ms).
+        self.draft_idle = not policy.drafts or config.budget <= 0
         if target.vocab_size != self.drafter.vocab_size:
             raise ValueError(f"target vocabulary ({target.vocab_size}) != draft vocabulary ({self.drafter.vocab_size})")
         # Positions must stay inside both models' context; cache slots have extra headroom for
@@ -167,7 +169,7 @@ class SpecEngine:
         t2 = time.perf_counter()
         if self.on_trace is not None:
             self.on_trace(PrefillRecord(self._steps.value, now, t2, len(new), sum(len(s.prompt) for s in new),
-                                        (t1 - now) * 1e3, (t2 - t1) * 1e3, self.labels))
+                                        (t1 - now) * 1e3, 0.0 if self.draft_idle else (t2 - t1) * 1e3, self.labels))
         now = t2
         for seq, tok in zip(new, first_tokens):
             seq.first_token_s = now

@@ -118,7 +118,13 @@ class DynamicCost(Dynamic):
         # that yields 2.5 weighs less.)
         self._emitted: dict[str, float | None] = dict.fromkeys(shapes)
         self._expected: dict[str, float | None] = dict.fromkeys(shapes)
-        self._slowness = dict.fromkeys((*shapes, self.PLAIN), 1.0)  # measured / predicted step time
+        # Measured and predicted step times of each option's recent steps, as exponential
+        # averages from the first one observed (None before): their ratio corrects the cost
+        # model's time for that option. Started at the first observation, not from 1: an
+        # option that runs rarely (it lost) must not keep the raw model's guess for dozens of
+        # its steps while the option running every step is corrected at once.
+        self._measured_s: dict[str, float | None] = dict.fromkeys((*shapes, self.PLAIN))
+        self._modelled_s: dict[str, float | None] = dict.fromkeys((*shapes, self.PLAIN))
         self._predicted_s: float | None = None  # this step's predicted time, when known
         self._step_gains: list[float] = []  # this step's expected tokens, per request
         self._options = (*shapes, self.PLAIN)
@@ -177,7 +183,12 @@ class DynamicCost(Dynamic):
     def _rate(self, option: str, n: int, ctx: int) -> float:
         """Expected tokens per second per request of a step of ``option`` (plain: 1 token)."""
         gain = 1.0 if option == self.PLAIN else self._stats[option][0] * self.realism(option)
-        return gain / (self._step_s(option, n, ctx) * self._slowness[option])
+        return gain / (self._step_s(option, n, ctx) * self.slowness(option))
+
+    def slowness(self, option: str) -> float:
+        """Measured over predicted step time of ``option``'s recent steps (1 until observed)."""
+        measured, modelled = self._measured_s[option], self._modelled_s[option]
+        return 1.0 if measured is None else measured / modelled
 
     def _best(self, n: int, ctx: int) -> str:
         """The option with the highest expected rate (ties: the order of ``shapes``, then plain)."""
@@ -191,7 +202,11 @@ class DynamicCost(Dynamic):
         option = self._shape or self.PLAIN
         if self._predicted_s:
             measured = timing.draft_s + timing.verify_s + timing.other_s
-            self._slowness[option] += 0.1 * (measured / self._predicted_s - self._slowness[option])
+            if self._measured_s[option] is None:
+                self._measured_s[option], self._modelled_s[option] = measured, self._predicted_s
+            else:
+                self._measured_s[option] += 0.1 * (measured - self._measured_s[option])
+                self._modelled_s[option] += 0.1 * (self._predicted_s - self._modelled_s[option])
         if self._shape is not None and not self._probe and self._step_gains and timing.emitted_tokens:
             realised = timing.emitted_tokens / timing.num_requests
             expected = float(np.mean(self._step_gains))

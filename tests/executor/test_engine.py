@@ -63,14 +63,21 @@ def test_plain_decoding_leaves_the_draft_alone(setup, monkeypatch):
     """``ar`` (and any method with no budget) never asks the draft anything, so the draft
     prefills no prompt and keeps no tokens to catch up on, as the simulator charges it."""
     from specgrove.executor.draft_worker import DraftWorker
+    from specgrove.trace import Trace
 
     target, draft, prompts, lengths, reference = setup
     calls = []
     monkeypatch.setattr(DraftWorker, "prefill", lambda self, seqs: calls.append(len(seqs)))
     for method, budget in (("ar", 8), ("dynamic", 0)):
-        outs, engine = run(target, draft, method, prompts[:4], lengths[:4], 4, budget=budget)
-        assert outs == reference[:4]
+        trace = Trace()
+        config = EngineConfig(method=method, budget=budget, max_batch=4)
+        engine = build_engine(target, draft, config, OPTIONS.get(method), on_trace=trace.add)
+        ids = [engine.add_request(p, n) for p, n in zip(prompts[:4], lengths[:4])]
+        out = engine.run()
+        assert [out[i] for i in ids] == reference[:4]
         assert not calls, method
+        # Traced as no draft work, so that calibration fits no draft forward to it.
+        assert trace.prefills and all(p.draft_ms == 0.0 for p in trace.prefills), method
         # Nothing cached, and no tokens piling up to feed it (only the first, set at admission).
         assert all(len(s.draft_pending) <= 1 and s.draft_len == 0 for s in engine.finished.values()), method
     run(target, draft, "chain", prompts[:4], lengths[:4], 4)

@@ -144,3 +144,22 @@ def test_realism_is_a_ratio_of_averages_not_an_average_of_ratios():
         policy._step_gains = [expected]
         policy.observe_step(StepTiming(1, 17, 100, (1, 4), 0.001, 0.002, 0.0005, emitted))
     assert policy.realism("tree") == pytest.approx(1.0, abs=0.1)
+
+
+def test_an_option_s_slowness_is_measured_from_its_first_step():
+    """An option that runs rarely (it lost) must have its time corrected as soon as one of its
+    steps is measured, as the option running every step is: an average that starts at 1 would
+    keep the raw model's guess for it over dozens of its steps."""
+    from specgrove.cost import OnlineCostModel
+
+    policy = registry.create("tree", "dynamic-cost", cost_model=OnlineCostModel(CHEAP_DRAFT), shapes=("tree", "chain"))
+    assert policy.slowness("chain") == 1.0  # nothing measured yet
+    policy._shape, policy._probe, policy._predicted_s = "chain", False, 0.004
+    policy.observe_step(StepTiming(1, 5, 100, (1, 1, 1, 1), 0.004, 0.003, 0.001, 3))  # 8 ms, 2x predicted
+    assert policy.slowness("chain") == pytest.approx(2.0)
+    assert policy.slowness("tree") == 1.0 and policy.slowness("plain") == 1.0
+    # Then a ratio of averages: steps predicted 4 and 8 ms that took 4 and 12 ms.
+    for predicted, took in [(0.004, 0.004), (0.008, 0.012)] * 60:
+        policy._predicted_s = predicted
+        policy.observe_step(StepTiming(1, 5, 100, (1, 1, 1, 1), took / 2, took / 2, 0.0, 3))
+    assert policy.slowness("chain") == pytest.approx(16 / 12, rel=0.05)
