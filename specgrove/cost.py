@@ -122,9 +122,12 @@ class _Ridge:
     that decay with the data, and a thousandth of them that never does (so directions the data
     never excites keep the prior's answer)."""
 
+    refit_every = 4  # observations between solves: a decode step is a few ms, a solve ~10 us
+
     def __init__(self, prior_points: list[tuple[list[float], float]], forget: float, prior_weight: float) -> None:
         k = len(prior_points[0][0])
         self.forget = forget
+        self._unsolved = 0
         self.a, self.b = np.zeros((k, k)), np.zeros(k)
         self.a0, self.b0 = np.zeros((k, k)), np.zeros(k)
         w = prior_weight / len(prior_points)  # the prior counts as ``prior_weight`` steps in all
@@ -144,7 +147,10 @@ class _Ridge:
         x = np.asarray(x, dtype=float) / y
         self.a = self.forget * self.a + np.outer(x, x)
         self.b = self.forget * self.b + x
-        self.coef = self.solve()
+        self._unsolved += 1
+        if self._unsolved >= self.refit_every:
+            self.coef = self.solve()
+            self._unsolved = 0
 
     def solve(self) -> np.ndarray:
         coef = np.linalg.lstsq(self.a + self.a0, self.b + self.b0, rcond=None)[0]

@@ -163,6 +163,8 @@ class SpecEngine:
         first_tokens = self.target.prefill(new)
         _sync(self.target.model.device)
         t1 = time.perf_counter()
+        for seq, tok in zip(new, first_tokens):
+            seq.draft_pending = [tok]  # the root, still to feed the draft
         self.drafter.prefill(new)
         _sync(self.target.model.device)
         out = []
@@ -174,7 +176,6 @@ class SpecEngine:
         for seq, tok in zip(new, first_tokens):
             seq.first_token_s = now
             out.append((seq.request_id, self._emit(seq, [tok])))
-            seq.draft_pending = [tok]  # the draft cached the prompt; the root is still to feed
         self.active += new
         return out
 

@@ -222,6 +222,14 @@ class DynamicCost(Dynamic):
         emitted, expected = self._emitted[shape], self._expected[shape]
         return 1.0 if emitted is None else emitted / expected
 
+    def node_realism(self, shape: str | None) -> float:
+        """Accepted over expected-accepted nodes of ``shape``'s recent steps: how far the
+        draft's path scores under- or over-state a node's real chance (the bonus token left
+        out, as it comes whatever the tree). 1 until observed; kept within [1/4, 4]."""
+        if shape is None or self._emitted[shape] is None or not self._expected[shape] > 1.0:
+            return 1.0
+        return float(np.clip((self._emitted[shape] - 1.0) / (self._expected[shape] - 1.0), 0.25, 4.0))
+
     def _remember(self, gain: float, size: int, rounds: int) -> None:
         """Exponential averages of what this step's shape has been yielding, per request."""
         self._step_gains.append(gain)
@@ -235,14 +243,19 @@ class DynamicCost(Dynamic):
     def worth_another_round(self, frontier_scores: list[float]) -> bool:
         """Another round adds at most the frontier's scores in accepted tokens (a child never
         outscores its parent), each worth about one target forward that need not run; stop
-        when even that bound does not pay for the draft round."""
-        saved_s = sum(frontier_scores) * self.cost_model.target_forward_s(1, 1, 0)
+        when even that bound does not pay for the draft round. The scores are the draft's
+        path probabilities, scaled by how this shape's nodes have really been accepted
+        (``node_realism``): a draft that understates its chances (the demo pair's does) would
+        otherwise stop its chains after two or three rounds, where four to six pay."""
+        accepted = sum(frontier_scores) * self.node_realism(self._shape)
+        saved_s = accepted * self.cost_model.target_forward_s(1, 1, 0)
         return saved_s > self.cost_model.draft_step_s(1, len(frontier_scores), 0)
 
     def best_budget(self, candidates: Tree, budget: int, context_tokens: int = 0) -> int:
         """argmax over b <= budget of E[tokens | b best nodes] / (draft time + verify time)."""
         cum = np.sort(candidates.cum_probs)[::-1][: max(budget, 0)]
-        gain = expected_tokens(cum)
+        gain = expected_tokens(cum)  # as the draft's scores say (what realism is measured against)
+        real_gain = 1.0 + (gain - 1.0) * self.node_realism(self._shape)
         # The draft rounds already ran while growing; their cost is common to every b, but it
         # still dilutes the benefit of a bigger tree, so it belongs in the denominator.
         draft_s = candidates.depth * self.cost_model.draft_step_s(1, self.frontier, context_tokens)
@@ -250,7 +263,7 @@ class DynamicCost(Dynamic):
         verify_s = np.array(
             [self.cost_model.target_forward_s(1, int(b) + 1, context_tokens) for b in sizes]
         )
-        best = int(np.argmax(gain / (draft_s + verify_s)))
+        best = int(np.argmax(real_gain / (draft_s + verify_s)))
         if len(candidates):  # a speculative step (a plain one has no candidates to learn from)
             self._remember(float(gain[best]), best, candidates.depth)
         return best

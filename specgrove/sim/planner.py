@@ -39,6 +39,7 @@ class StepPlan:
 
 class Planner:
     def __init__(self, acceptance, cost: CostModel, rng: np.random.Generator, uses_draft: bool) -> None:
+        """``uses_draft``: new prompts go through a draft forward too (prefill)."""
         self.acceptance, self.cost, self.rng, self.uses_draft = acceptance, cost, rng, uses_draft
 
     def prefill_s(self, num_requests: int, tokens: int) -> tuple[float, float]:

@@ -163,3 +163,24 @@ def test_an_option_s_slowness_is_measured_from_its_first_step():
         policy._predicted_s = predicted
         policy.observe_step(StepTiming(1, 5, 100, (1, 1, 1, 1), took / 2, took / 2, 0.0, 3))
     assert policy.slowness("chain") == pytest.approx(16 / 12, rel=0.05)
+
+
+def test_a_draft_that_understates_its_chances_grows_deeper_once_measured():
+    """The round test weighs the frontier's path scores by how this shape's nodes were really
+    accepted: a draft whose scores say 0.1 where nodes pass three times as often earns the
+    round that its raw scores would refuse."""
+    from specgrove.cost import OnlineCostModel
+
+    cost = AffineCostModel(target_base_s=0.002, target_per_token_s=0.0, draft_base_s=0.0005, draft_per_token_s=0.0)
+    policy = registry.create("tree", "dynamic-cost", cost_model=OnlineCostModel(cost), shapes=("chain",))
+    policy._shape = "chain"
+    assert policy.node_realism("chain") == 1.0
+    # Raw: 0.2 of a 2 ms forward saved (0.4 ms) does not pay a 0.5 ms draft round.
+    assert not policy.worth_another_round([0.2])
+    policy._emitted["chain"], policy._expected["chain"] = 4.0, 2.0  # 3 accepted where 1 was expected
+    assert policy.node_realism("chain") == pytest.approx(3.0)
+    assert policy.worth_another_round([0.2])  # 0.6 tokens: 1.2 ms saved
+    policy._emitted["chain"], policy._expected["chain"] = 41.0, 2.0
+    assert policy.node_realism("chain") == 4.0  # kept within bounds
+    policy._emitted["chain"], policy._expected["chain"] = 1.0, 3.0
+    assert policy.node_realism("chain") == 0.25
