@@ -68,7 +68,7 @@ def _bench_section() -> None:
 
 def _load_section() -> None:
     path = st.text_input("A `specgrove load --out` directory (summary.json, requests.csv)",
-                         default_path("benchmarks/results/validation-cpu/calibration/load-dynamic"), key="ex_load")
+                         default_path("benchmarks/results/validation-cpu/calibration/load-dynamic-1"), key="ex_load")
     if not path.strip():
         st.info("Give a load run's directory.")
         return
@@ -85,7 +85,7 @@ def _load_section() -> None:
 
 def _tree_section() -> None:
     path = st.text_input("A step trace (`--trace` of generate, bench or serve)",
-                         default_path("benchmarks/results/validation-cpu/calibration/dynamic.jsonl"), key="ex_trace")
+                         default_path("benchmarks/results/validation-cpu/calibration/dynamic-1.jsonl"), key="ex_trace")
     if not path.strip():
         st.info("Give a trace file; steps that recorded their tree are drawn.")
         return

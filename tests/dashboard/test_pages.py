@@ -206,7 +206,7 @@ def test_validation_page_ranking_and_cdfs(tmp_path):
     copy_dir = tmp_path / "v"
     shutil.copytree(REPO / "benchmarks/results/validation-cpu", copy_dir,
                     ignore=shutil.ignore_patterns("*.png", "calibration"))
-    rows = REPO / "benchmarks/results/validation-cpu/calibration/load-ar/requests.csv"
+    rows = REPO / "benchmarks/results/validation-cpu/calibration/load-ar-1/requests.csv"
     for world in ("real", "sim"):
         shutil.copy(rows, copy_dir / f"requests_load{first}_ar_{world}.csv")
     at.text_input(key="va_path").set_value(str(copy_dir)).run()
