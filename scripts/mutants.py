@@ -201,15 +201,15 @@ MUTATIONS = [
         "a tabulated table for a share grows its candidates with the share, not the full budget "
         "(the bug the capped-roofline test found: far less draft work than exact mode)",
         "specgrove/sim/acceptance.py",
-        "lambda scores, _: [budget] * len(scores), self.budget, budget * n, contexts, draft)",
-        "lambda scores, _: [budget] * len(scores), budget, budget * n, contexts, draft)",
+        "lambda scores, _: [budget] * len(scores), self.budget, budget * n, contexts, draft,",
+        "lambda scores, _: [budget] * len(scores), budget, budget * n, contexts, draft,",
         ("tests/sim/test_properties.py::test_exact_and_tabulated_agree_where_the_node_cap_binds_with_the_roofline",),
     ),
     Mutation(
         "calibrated-profile-ignored",
         "a scenario's calibration profile is read but the roofline keeps running",
         "specgrove/sim/build.py",
-        "        cost = profile.cost\n",
+        "        cost = profile.cost_for(s.policies.tree)\n",
         "        pass\n",
         ("tests/calibration/test_calibration.py::test_round_trip_reproduces_throughput_and_tpot",),
     ),
@@ -278,6 +278,48 @@ MUTATIONS = [
         "seq.row = j",
         ("tests/executor/test_batching_edges.py::test_requests_added_between_steps",),
     ),
+    # ---- session 4: calibration on the executor's own terms ----------------------------------
+    Mutation(
+        "cost-fit-fits-the-median",
+        "the cost fit's Huber threshold shrinks to a hundredth of a sigma: it fits the typical step, not the mean",
+        "specgrove/calibration/cost_fit.py",
+        "OUTLIER_SIGMAS = 10.0",
+        "OUTLIER_SIGMAS = 0.01",
+        ("tests/calibration/test_cost_fit.py::test_the_fit_matches_the_mean_under_right_skewed_noise",),
+    ),
+    Mutation(
+        "separate-prefill-ignored",
+        "a scenario asks for separate prefill but the replica keeps mixing prompts into the step",
+        "specgrove/sim/replica.py",
+        "            if self.setup.separate_prefill and mb.batch.num_prefill:",
+        "            if False and mb.batch.num_prefill:",
+        ("tests/sim/test_golden_batched.py::test_separate_prefill_matches_hand_computation",),
+    ),
+    Mutation(
+        "per-method-cost-ignored",
+        "a scenario runs on the pooled cost model although the profile fitted its method's own",
+        "specgrove/calibration/profile.py",
+        "        return self.cost_by_method.get(method, self.cost)",
+        "        return self.cost",
+        ("tests/calibration/test_cost_fit.py::test_a_scenario_runs_on_its_methods_cost_and_others_on_the_pooled_one",),
+    ),
+    Mutation(
+        "frontend-latency-dropped",
+        "the profile's front-end latency is loaded but never added to the simulated TTFT and E2E",
+        "specgrove/sim/metrics.py",
+        '"ttft_s": r.first_token_s - r.arrival_s + r.frontend_s',
+        '"ttft_s": r.first_token_s - r.arrival_s',
+        ("tests/calibration/test_cost_fit.py::test_the_simulator_adds_the_front_end_latency_to_ttft_and_e2e",),
+    ),
+    Mutation(
+        "ar-prefills-the-draft",
+        "plain decoding still prefills every prompt into a draft it never asks",
+        "specgrove/executor/draft_side.py",
+        "        if not self.idle:\n            self.worker.prefill(seqs)",
+        "        self.worker.prefill(seqs)",
+        ("tests/executor/test_engine.py::test_plain_decoding_leaves_the_draft_alone",),
+    ),
+
 ]
 
 GUARD = '''\
