@@ -1,0 +1,292 @@
+"""The mutations ``scripts/mutants.py`` plants: each a named patch (a file, an exact piece of
+its text, what replaces it), what bug it stands for, and the tests meant to catch it.
+
+Add one here when a test is written to catch a bug class; ``tests/core/test_mutants_apply.py``
+checks in CI that every patch still applies (its text is in its file exactly once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    what: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+SAMPLING = "tests/executor/test_engine_sampling.py"
+
+MUTATIONS = [
+    # ---- the five of the original audit -------------------------------------------------
+    Mutation(
+        "residual-not-renormalised",
+        "after a rejection, the residual max(p - q, 0) is used without dividing by its mass",
+        "specgrove/executor/verify.py",
+        "return r / total if total > 0 else p",
+        "return r if total > 0 else p",
+        (f"{SAMPLING}::test_joint_law_of_tokens_two_and_three", f"{SAMPLING}::test_every_token_follows_its_history_law"),
+    ),
+    Mutation(
+        "roofline-ignores-context",
+        "the roofline forward time ignores the cached context (no KV reads, no attention FLOPs)",
+        "specgrove/sim/costmodel.py",
+        "        per_token, per_attn, weights, per_kv, comm_fixed, comm_per_token = self._coef[which]\n",
+        "        per_token, per_attn, weights, per_kv, comm_fixed, comm_per_token = self._coef[which]\n"
+        "        c = 0  # MUTANT\n",
+        ("tests/sim/test_costmodel.py",),
+    ),
+    Mutation(
+        "top-p-ignored",
+        "a request's top-p is dropped when its tokens are drawn and verified",
+        "specgrove/executor/sampling.py",
+        "return warp_probs(logits, self.temperature, self.top_p)",
+        "return warp_probs(logits, self.temperature)",
+        (f"{SAMPLING}::test_joint_law_of_tokens_two_and_three",),
+    ),
+    Mutation(
+        "greedy-accepts-rejected-child",
+        "greedy verification accepts the first child when no child matches the target argmax",
+        "specgrove/executor/verify.py",
+        "nxt = next((c for c in kids[node] if tokens[c] == want), None)",
+        "nxt = next((c for c in kids[node] if tokens[c] == want), kids[node][0] if kids[node] else None)",
+        ("tests/executor/test_verify.py::test_greedy_speculation_equals_target_greedy",),
+    ),
+    Mutation(
+        "kv-compaction-row-0-only",
+        "accepted nodes' target K/V is compacted onto the prefix only in cache row 0",
+        "specgrove/executor/target_worker.py",
+        "            if node != j:  # already in place",
+        "            if node != j and seq.row == 0:  # already in place",
+        # The sampling test alone: the greedy tests caught this before; sampling did not.
+        (f"{SAMPLING}::test_tokens_after_a_compaction_follow_the_target",),
+    ),
+    # ---- the issue's list ------------------------------------------------------------------
+    Mutation(
+        "draft-not-warped",
+        "the draft proposes from its plain softmax instead of the request's warped law",
+        "specgrove/executor/draft_worker.py",
+        "p, i = setting.probs(part).topk(k, dim=-1)",
+        "p, i = torch.softmax(part.double(), dim=-1).topk(k, dim=-1)",
+        (f"{SAMPLING}::test_draft_proposes_from_each_requests_warped_law",),
+    ),
+    Mutation(
+        "tree-position-by-index",
+        "a tree node's position id is prefix + its index + 1 instead of prefix + its depth",
+        "specgrove/packing.py",
+        "positions[q0 + 1 : q1] = prefix[r] + depths(tree.parents)",
+        "positions[q0 + 1 : q1] = prefix[r] + np.arange(1, q1 - q0)",
+        ("tests/core/test_packing.py", "tests/executor/test_engine.py::test_greedy_equals_target_greedy[dynamic-4]"),
+    ),
+    Mutation(
+        "ancestor-mask-leaks-sibling",
+        "a tree node also attends to the sibling listed just before it",
+        "specgrove/tree.py",
+        "            mask[i] = mask[p]\n        mask[i, i] = True",
+        "            mask[i] = mask[p]\n        if i > 0 and parents[i - 1] == p:\n"
+        "            mask[i, i - 1] = True  # MUTANT\n        mask[i, i] = True",
+        ("tests/core/test_packing.py", "tests/executor/test_runtime.py::test_tree_attention_and_compaction_match_paths"),
+    ),
+    Mutation(
+        "edf-ignores-deadlines",
+        "the earliest-deadline-first scheduler treats every deadline as infinite",
+        "specgrove/policies/scheduler.py",
+        "deadline = math.inf if request.deadline_s is None else request.deadline_s",
+        "deadline = math.inf",
+        ("tests/sim/test_policies.py::test_scheduler_orders", "tests/executor/test_scheduling.py"),
+    ),
+    Mutation(
+        "power-of-two-ignores-load",
+        "the power-of-two router takes the first of its two samples, whatever their load",
+        "specgrove/policies/router.py",
+        "return _argmin([loads[int(i)] for i in picks], lambda l: l.outstanding_tokens)",
+        "return _argmin([loads[int(i)] for i in picks], lambda l: 0)",
+        ("tests/sim/test_policies.py::test_power_of_two_takes_the_less_loaded_of_its_two_samples",),
+    ),
+    Mutation(
+        "allreduce-dropped",
+        "the tensor-parallel all-reduce term is left out of the target forward time",
+        "specgrove/sim/costmodel.py",
+        "(compute if compute > memory else memory) + comm_fixed + comm_per_token * t",
+        "(compute if compute > memory else memory)",
+        ("tests/sim/test_costmodel.py",),
+    ),
+    Mutation(
+        "acceptance-ignores-domain",
+        "every request's tree is verified with the first domain's synthetic draft",
+        "specgrove/sim/acceptance.py",
+        "self.drafts[domains[i]]",
+        "self.drafts[0]",
+        ("tests/sim/test_acceptance_model.py",),
+    ),
+    Mutation(
+        "preemption-loses-request",
+        "a preempted request is dropped instead of re-queued",
+        "specgrove/sim/replica.py",
+        "self.waiting.append(running[i])  # recomputed on readmission",
+        "pass  # MUTANT: recomputed on readmission",
+        ("tests/sim/test_properties.py::test_preemption_keeps_every_request_and_memory_bounded",),
+    ),
+    # ---- more, for the gaps the new tests close ------------------------------------------------
+    Mutation(
+        "preemption-overcommits-memory",
+        "preemption only starts at twice the KV capacity",
+        "specgrove/sim/replica.py",
+        "while len(b) > 1 and int(self._need().sum()) > self.setup.kv_capacity_tokens:",
+        "while len(b) > 1 and int(self._need().sum()) > 2 * self.setup.kv_capacity_tokens:",
+        ("tests/sim/test_properties.py::test_preemption_keeps_every_request_and_memory_bounded",),
+    ),
+    Mutation(
+        "temperature-ignored",
+        "a request's temperature is dropped when its tokens are drawn and verified",
+        "specgrove/executor/sampling.py",
+        "return warp_probs(logits, self.temperature, self.top_p)",
+        "return warp_probs(logits, 1.0, self.top_p)",
+        (f"{SAMPLING}::test_joint_law_of_tokens_two_and_three",),
+    ),
+    Mutation(
+        "sibling-acceptance-not-renormalised",
+        "the synthetic acceptance of siblings is not renormalised when it sums past 1",
+        "specgrove/sim/acceptance.py",
+        "return c / total if total > 1.0 else c",
+        "return c",
+        ("tests/sim/test_acceptance_model.py",),
+    ),
+    Mutation(
+        "tabulated-ignores-node-cap",
+        "tabulated acceptance gives every request the full tree budget, whatever the node cap",
+        "specgrove/sim/acceptance.py",
+        "share = min(self.exact.total_budget(n) / max(n, 1), self.exact.budget)",
+        "share = self.exact.budget",
+        ("tests/sim/test_properties.py::test_exact_and_tabulated_agree_where_the_node_cap_binds",),
+    ),
+    Mutation(
+        "tabulated-table-grows-with-share",
+        "a tabulated table for a share grows its candidates with the share, not the full budget "
+        "(the bug the capped-roofline test found: far less draft work than exact mode)",
+        "specgrove/sim/acceptance.py",
+        "lambda scores, _: [budget] * len(scores), self.budget, budget * n, contexts, draft,",
+        "lambda scores, _: [budget] * len(scores), budget, budget * n, contexts, draft,",
+        ("tests/sim/test_properties.py::test_exact_and_tabulated_agree_where_the_node_cap_binds_with_the_roofline",),
+    ),
+    Mutation(
+        "calibrated-profile-ignored",
+        "a scenario's calibration profile is read but the roofline keeps running",
+        "specgrove/sim/build.py",
+        "        cost = profile.cost_for(s.policies.tree)\n",
+        "        pass\n",
+        ("tests/calibration/test_calibration.py::test_round_trip_reproduces_throughput_and_tpot",),
+    ),
+    Mutation(
+        "tabulated-ignores-domain",
+        "tabulated acceptance draws every domain's rows from the first domain's table",
+        "specgrove/sim/acceptance.py",
+        "drawn[mask] = self._rows(d, n)[self._indices(rng, int(mask.sum()))]",
+        "drawn[mask] = self._rows(0, n)[self._indices(rng, int(mask.sum()))]",
+        ("tests/sim/test_acceptance_model.py::test_tabulated_draws_each_domain_from_its_own_table",),
+    ),
+    Mutation(
+        "verify-forgets-roots",
+        "the target forward is charged for the tree nodes but not the requests' roots",
+        "specgrove/sim/planner.py",
+        "tree_tokens = num_nodes + num_dec",
+        "tree_tokens = num_nodes",
+        ("tests/sim/test_properties.py::test_md1_mean_wait_with_ar_and_a_fixed_step_time",
+         "tests/sim/test_golden_batched.py"),
+    ),
+    Mutation(
+        "draft-cost-ignores-context",
+        "draft rounds are charged as if the decoding requests had no cached context",
+        "specgrove/sim/planner.py",
+        "draft_s += count * cost.draft_step_s(num_dec, tokens, ctx)",
+        "draft_s += count * cost.draft_step_s(num_dec, tokens, 0)",
+        ("tests/sim/test_golden_batched.py",),
+    ),
+    Mutation(
+        "rank-acceptance-drops-rank-0",
+        "Sequoia's measured rank acceptance never counts the draft's top-1 proposal",
+        "specgrove/executor/measure.py",
+        "hits = np.bincount(hit_rank[hit_rank >= 0], minlength=num_ranks)",
+        "hits = np.bincount(hit_rank[hit_rank > 0], minlength=num_ranks)",
+        ("tests/executor/test_measure.py",),
+    ),
+    Mutation(
+        "cost-fit-swaps-tokens-and-context",
+        "the measured cost model fits the token and context slopes to each other's columns",
+        "specgrove/executor/measure.py",
+        "rows.append([1.0, w, c])",
+        "rows.append([1.0, c, w])",
+        ("tests/executor/test_measure.py::test_cost_model_fit_recovers_an_affine_law",),
+    ),
+    Mutation(
+        "eos-not-truncated",
+        "tokens after an EOS inside an accepted path are emitted too",
+        "specgrove/executor/engine.py",
+        "tokens = tokens[: tokens.index(eos) + 1]",
+        "tokens = list(tokens)",
+        ("tests/executor/test_batching_edges.py::test_eos_inside_an_accepted_path_at_batch_4",),
+    ),
+    Mutation(
+        "emits-past-max-new-tokens",
+        "a step's accepted tokens are not cut to what the request has left",
+        "specgrove/executor/engine.py",
+        "tokens = tokens[: seq.remaining]",
+        "tokens = list(tokens)",
+        ("tests/executor/test_engine.py::test_other_families",),
+    ),
+    Mutation(
+        "admitted-rows-collide",
+        "requests admitted while others run take cache rows from 0 instead of after them",
+        "specgrove/executor/engine.py",
+        "seq.row = len(self.active) + j",
+        "seq.row = j",
+        ("tests/executor/test_batching_edges.py::test_requests_added_between_steps",),
+    ),
+    # ---- session 4: calibration on the executor's own terms ----------------------------------
+    Mutation(
+        "cost-fit-fits-the-median",
+        "the cost fit's Huber threshold shrinks to a hundredth of a sigma: it fits the typical step, not the mean",
+        "specgrove/calibration/cost_fit.py",
+        "OUTLIER_SIGMAS = 10.0",
+        "OUTLIER_SIGMAS = 0.01",
+        ("tests/calibration/test_cost_fit.py::test_the_fit_matches_the_mean_under_right_skewed_noise",),
+    ),
+    Mutation(
+        "separate-prefill-ignored",
+        "a scenario asks for separate prefill but the replica keeps mixing prompts into the step",
+        "specgrove/sim/replica.py",
+        "            if self.setup.separate_prefill and mb.batch.num_prefill:",
+        "            if False and mb.batch.num_prefill:",
+        ("tests/sim/test_golden_batched.py::test_separate_prefill_matches_hand_computation",),
+    ),
+    Mutation(
+        "per-method-cost-ignored",
+        "a scenario runs on the pooled cost model although the profile fitted its method's own",
+        "specgrove/calibration/profile.py",
+        "        return self.cost_by_method.get(method, self.cost)",
+        "        return self.cost",
+        ("tests/calibration/test_cost_fit.py::test_a_scenario_runs_on_its_methods_cost_and_others_on_the_pooled_one",),
+    ),
+    Mutation(
+        "frontend-latency-dropped",
+        "the profile's front-end latency is loaded but never added to the simulated TTFT and E2E",
+        "specgrove/sim/metrics.py",
+        '"ttft_s": r.first_token_s - r.arrival_s + r.frontend_s',
+        '"ttft_s": r.first_token_s - r.arrival_s',
+        ("tests/calibration/test_cost_fit.py::test_the_simulator_adds_the_front_end_latency_to_ttft_and_e2e",),
+    ),
+    Mutation(
+        "ar-prefills-the-draft",
+        "plain decoding still prefills every prompt into a draft it never asks",
+        "specgrove/executor/draft_side.py",
+        "        if not self.idle:\n            self.worker.prefill(seqs)",
+        "        self.worker.prefill(seqs)",
+        ("tests/executor/test_engine.py::test_plain_decoding_leaves_the_draft_alone",),
+    ),
+
+]
