@@ -48,24 +48,24 @@ class RunPair:
     sim_rows: list[dict]
     repeats: list[dict] | None = None  # every repeat's summary, ``real`` among them
 
-    def real_values(self) -> dict[str, float | None]:
-        """Each metric's real value: the median over the repeats."""
-        runs = self.repeats or [self.real]
+    def _per_metric(self, stat) -> dict[str, float | None]:
+        """``stat`` of each metric's values over the repeats (None where a repeat lacks it)."""
         out = {}
         for name, get in METRICS.items():
-            values = [get(s) for s in runs]
-            out[name] = None if any(v is None for v in values) else float(np.median(values))
+            values = [get(s) for s in self.repeats or [self.real]]
+            out[name] = None if any(v is None for v in values) else stat(values)
         return out
+
+    def real_values(self) -> dict[str, float | None]:
+        """Each metric's real value: the median over the repeats."""
+        return self._per_metric(lambda v: float(np.median(v)))
 
     def real_spread(self) -> dict[str, float | None]:
         """Each metric's (max - min) / median over the repeats (None with one run)."""
-        runs = self.repeats or [self.real]
-        out = {}
-        for name, get in METRICS.items():
-            values = [get(s) for s in runs]
-            ok = len(values) > 1 and all(v is not None for v in values) and np.median(values) != 0
-            out[name] = float((max(values) - min(values)) / np.median(values)) if ok else None
-        return out
+        def spread(v):
+            median = np.median(v)
+            return float((max(v) - min(v)) / median) if len(v) > 1 and median != 0 else None
+        return self._per_metric(spread)
 
 
 def rescale(arrivals: list[Arrival], rate: float) -> list[Arrival]:

@@ -27,7 +27,7 @@ class LocalDraft:
         self.max_positions, self.vocab_size = model.max_positions, model.vocab_size
         # A policy that never drafts (``ar``), or no budget to draft with: the draft model
         # neither prefills prompts nor catches up on tokens (the simulator charges it nothing).
-        self.idle = not policy.drafts or budget <= 0
+        self.idle = not policy.uses_draft(budget)
 
     @property
     def model(self) -> LeanModel:

@@ -82,7 +82,7 @@ class SpecEngine:
         self.target = TargetWorker(target)
         self.drafter = drafter if drafter is not None else LocalDraft(draft, policy, self.split, config.budget)
         # A policy that never drafts, or no budget: the draft side does no work (traced as 0 ms).
-        self.draft_idle = not policy.drafts or config.budget <= 0
+        self.draft_idle = not policy.uses_draft(config.budget)
         if target.vocab_size != self.drafter.vocab_size:
             raise ValueError(f"target vocabulary ({target.vocab_size}) != draft vocabulary ({self.drafter.vocab_size})")
         # Positions must stay inside both models' context; cache slots have extra headroom for

@@ -66,6 +66,12 @@ class TreePolicy:
     # no state for it: no prompt prefill, no tokens to catch up on.
     drafts: bool = True
 
+    def uses_draft(self, budget: int) -> bool:
+        """Whether a run of this policy at ``budget`` nodes per request needs the draft at
+        all (prompt prefill, catching up): the executor's draft side and the simulator's
+        planner both ask."""
+        return self.drafts and budget > 0
+
     def grow(self, budget: int) -> TreeGrowth:
         raise NotImplementedError
 

@@ -45,8 +45,7 @@ class SimCluster:
             expected_tau = acceptance.mean_emitted()
         else:
             acceptance, expected_tau = exact, 1.0
-        uses_draft = policy.drafts and s.policies.tree_budget > 0
-        planner = Planner(acceptance, built.cost, accept_rng, uses_draft)
+        planner = Planner(acceptance, built.cost, accept_rng, policy.uses_draft(s.policies.tree_budget))
         self.router = make_router(s, router_rng)
         setup = ReplicaSetup(
             max_batch=s.deployment.max_batch, kv_capacity_tokens=built.kv_capacity_tokens,
