@@ -20,6 +20,9 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--kernels", choices=["auto", "torch", "cupy"], default="auto",
                        help="tree layout, tree attention and KV compaction: the CuPy kernels or their "
                             "torch references (default auto: cupy on CUDA where CuPy imports, else torch)")
+    group.add_argument("--gemm", choices=["auto", "torch"], default="auto",
+                       help="the projections' matrix products: auto = oneDNN's packed GEMM on CPU for "
+                            "large weights and several rows, F.linear otherwise; torch = F.linear always")
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:

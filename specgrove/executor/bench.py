@@ -65,11 +65,11 @@ class RunResult:
 def run_engine(pair: ModelPair, method: str, options: dict, prompt_ids: list[list[int]], batch_size: int,
                max_new_tokens: int, budget: int, batch_budget: str, trace: TraceWriter,
                placement: Placement | None = None, source: PairSource | None = None,
-               kernels: str = "auto") -> tuple[dict, list[list[int]]]:
+               kernels: str = "auto", gemm: str = "auto") -> tuple[dict, list[list[int]]]:
     """One run on a fresh engine (on ``placement``'s ranks, started before the clock and
     stopped after it); the stats add the draft wire's traffic when the draft is separate."""
     config = EngineConfig(method=method, budget=budget, batch_budget=batch_budget, max_batch=batch_size,
-                          kernels=kernels)
+                          kernels=kernels, gemm=gemm)
     replica = open_replica(pair, source or PairSource(), placement or Placement(), config, options,
                            on_trace=trace.record, threads=(source.threads if source else None) or 1)
     try:
@@ -119,7 +119,8 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
               max_new_tokens: int, budget: int, repeats: int, batch_budget: str = "uniform",
               trace_path: str | None = None, progress: Callable[[str], None] | None = None,
               placement: Placement | None = None, source: PairSource | None = None,
-              knobs: dict[str, int | None] | None = None, kernels: str = "auto") -> list[RunResult]:
+              knobs: dict[str, int | None] | None = None, kernels: str = "auto",
+              gemm: str = "auto") -> list[RunResult]:
     """Every method at every batch size, ``repeats`` times interleaved after a warm-up.
     ``knobs`` (``--topk``, ``--depth``) set the tree options of the methods that take them."""
     prompt_ids = [pair.tokenizer(p["text"])["input_ids"] for p in prompts]
@@ -138,7 +139,7 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
                 else:
                     tree, split = trees[m]
                     run_engine(pair, tree, options[tree], prompt_ids[:batch_size], batch_size, 8, budget, split,
-                               TraceWriter(None), placement, source, kernels)
+                               TraceWriter(None), placement, source, kernels, gemm)
             for rep in range(repeats):
                 for m in runnable:
                     trace.labels = {"method": m, "max_batch": batch_size, "repeat": rep}
@@ -147,7 +148,7 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
                     else:
                         tree, split = trees[m]
                         stats, outs = run_engine(pair, tree, options[tree], prompt_ids, batch_size, max_new_tokens,
-                                                 budget, split, trace, placement, source, kernels)
+                                                 budget, split, trace, placement, source, kernels, gemm)
                     results.append(RunResult(m, batch_size, rep, stats, outs))
                     if progress:
                         progress(f"batch {batch_size} {m} rep {rep}: {stats['tokens_per_s']:.1f} tok/s, tau {stats['tau']:.2f}")

@@ -63,7 +63,8 @@ def write_report(out: Path, rows: list[dict], config: dict, command: str | None 
         f"{config['max_new_tokens']} new tokens, budget {config['budget']}, {config['batch_budget']}"
         + "".join(f", {k} {config[k]}" for k in ("topk", "depth") if config.get(k) is not None),
         "",
-        f"Device: {machine()}. Placement: {config.get('placement', 'tp=1, draft=same')}. Medians of "
+        f"Device: {machine()}. Placement: {config.get('placement', 'tp=1, draft=same')}. "
+        f"GEMM: {config.get('gemm', 'auto')}. Medians of "
         f"{config['repeats']} interleaved repeats after a warm-up; "
         "speed-up = tokens/s over `ar`'s at the same batch size; tokens/s range = min-max over the "
         "repeats. tau = tokens per target forward.",

@@ -39,6 +39,7 @@ class EngineConfig:
     eos_token_id: int | None = None
     scheduler: str = "fcfs"  # a registered scheduler policy: who is admitted first
     kernels: str = "auto"  # "cupy" on CUDA where CuPy imports, else "torch"; or either by name
+    gemm: str = "auto"  # "auto": oneDNN's packed products on CPU where they pay; "torch": F.linear
 
 
 class Counter:
@@ -294,8 +295,8 @@ def build_engine(target, draft, config: EngineConfig, policy_options: dict | Non
     from specgrove.executor.memory import check_kv_fits
 
     check_kv_fits(target, draft, config.max_batch, headroom)  # refuse before allocating what cannot fit
-    lean_t = from_hf(target, config.max_batch, headroom, config.kernels)
-    lean_d = from_hf(draft, config.max_batch, headroom, config.kernels)
+    lean_t = from_hf(target, config.max_batch, headroom, config.kernels, config.gemm)
+    lean_d = from_hf(draft, config.max_batch, headroom, config.kernels, config.gemm)
     options = dict(policy_options or {})
     if config.method == "dynamic-cost" and "cost_model" not in options:
         # Measured here at start-up, then refitted from the engine's own steps as it runs.

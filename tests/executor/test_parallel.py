@@ -47,6 +47,15 @@ def _run(engine, prompts, n):
     return [out[i] for i in ids]
 
 
+def _on_replica(pair, placement, config, options, prompts, n):
+    """The tokens of one run on a replica of ``placement``, whose ranks are stopped after."""
+    replica = open_replica(pair, PairSource(), placement, config, options)
+    try:
+        return _run(replica.engine, prompts, n)
+    finally:
+        replica.close()
+
+
 def _single(pair, prompts, config, n):
     return _run(build_engine(pair.target, pair.draft, config, dict(METHOD_OPTIONS["dynamic"])), prompts, n)
 
@@ -71,16 +80,21 @@ def test_greedy_equals_the_single_process(pair, name, batch):
         assert step_bytes <= allowance, traffic
 
 
+def test_dynamic_cost_measures_its_cost_model_and_stays_lossless_on_a_placement(pair):
+    """dynamic-cost measures its cost model on rank 0 before the ranks start (a path the
+    dynamic runs above never take); its greedy tokens are ar's, on one process or several."""
+    prompts = [pair.tokenizer(p)["input_ids"] for p in PROMPTS[:4]]
+    config = EngineConfig(method="dynamic-cost", budget=8, max_batch=4, eos_token_id=None, seed=3)
+    want = _run(build_engine(pair.target, pair.draft, EngineConfig(method="ar", max_batch=4, eos_token_id=None)),
+                prompts, 12)
+    assert _on_replica(pair, PLACEMENTS["separate"], config, dict(METHOD_OPTIONS["dynamic-cost"]), prompts, 12) == want
+
+
 def test_sampling_with_a_seed_equals_the_single_process(pair):
     prompts = [pair.tokenizer(p)["input_ids"] for p in PROMPTS[:6]]
     config = _config(4, temperature=0.9)
     want = _single(pair, prompts, config, 16)
-    replica = open_replica(pair, PairSource(), PLACEMENTS["tp2+separate"], config, dict(METHOD_OPTIONS["dynamic"]))
-    try:
-        got = _run(replica.engine, prompts, 16)
-    finally:
-        replica.close()
-    assert got == want
+    assert _on_replica(pair, PLACEMENTS["tp2+separate"], config, dict(METHOD_OPTIONS["dynamic"]), prompts, 16) == want
     # And the seed matters: another one samples something else.
     assert _single(pair, prompts, _config(4, temperature=0.9).__class__(**{**_config(4, 0.9).__dict__, "seed": 4}),
                    16) != want

@@ -106,10 +106,10 @@ def _target_shards(setup: ReplicaSetup, ranks, pair) -> dict[str, LeanModel]:
     """This target rank's shards: the target per micro-batch, and a same-placement draft."""
     headroom = cache_headroom(setup.config)
     world, rank = setup.placement.tp, ranks.rank
-    target = tensor_parallel.shard(from_hf(pair.target, 1, headroom, setup.config.kernels), rank, world, ranks.all_reduce)
+    target = tensor_parallel.shard(from_hf(pair.target, 1, headroom, setup.config.kernels, setup.config.gemm), rank, world, ranks.all_reduce)
     models = _views(target, "target", setup.lanes, setup.lane_batch, target.cache.max_len)
     if not setup.placement.is_separate:
-        draft = tensor_parallel.shard(from_hf(pair.draft, 1, headroom, setup.config.kernels), rank, world, ranks.all_reduce)
+        draft = tensor_parallel.shard(from_hf(pair.draft, 1, headroom, setup.config.kernels, setup.config.gemm), rank, world, ranks.all_reduce)
         models.update(_views(draft, "draft", 1, setup.config.max_batch, draft.cache.max_len))
     return models
 
@@ -135,7 +135,7 @@ def run_worker(ranks) -> None:
             elif op == "copy_row":
                 model.cache.copy_row(*args)
     else:
-        draft = from_hf(pair.draft, 1, cache_headroom(setup.config), setup.config.kernels)
+        draft = from_hf(pair.draft, 1, cache_headroom(setup.config), setup.config.kernels, setup.config.gemm)
         policy = registry.create("tree", setup.config.method, **setup.policy_options)
         split = registry.get("batch-budget", setup.config.batch_budget)
         views = _views(draft, "draft", setup.lanes, setup.lane_batch, draft.cache.max_len)
@@ -180,8 +180,8 @@ def start_replica(pair, source: PairSource, placement: Placement, config: Engine
     headroom = cache_headroom(config)
     if config.method == "dynamic-cost" and "cost_model" not in options:
         # Measured on whole models in this process, before any rank waits on us.
-        options["cost_model"] = OnlineCostModel(measure_cost_model(from_hf(pair.target, 1, headroom, setup.config.kernels),
-                                                                   from_hf(pair.draft, 1, headroom, setup.config.kernels)))
+        options["cost_model"] = OnlineCostModel(measure_cost_model(from_hf(pair.target, 1, headroom, config.kernels, config.gemm),
+                                                                   from_hf(pair.draft, 1, headroom, config.kernels, config.gemm)))
     procs, init_method = [], None
     if not launch.under_torchrun():
         procs, init_method = launch.spawn_workers(placement, source.device, threads, step_timeout_s)

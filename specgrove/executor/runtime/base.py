@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from specgrove.executor.runtime.gemm import Gemm
 from specgrove.executor.runtime.kv import KVCache
 from specgrove.kernels.backend import TORCH, Kernels, choose
 
@@ -26,18 +27,26 @@ class LeanModel:
     dtype: torch.dtype
     device: torch.device
     kernels: Kernels = TORCH  # tree layout, tree attention and compaction: CuPy or torch
+    gemm: Gemm  # the projections' matrix products (``runtime.gemm``); set by ``from_hf``
 
     def reduce(self, x: torch.Tensor) -> torch.Tensor:
         """Sum a row-parallel projection's partial outputs over tensor-parallel ranks; the
         identity until ``executor.parallel.tensor_parallel.shard`` replaces it."""
         return x
 
+    def linear(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``F.linear``, through oneDNN's packed weight where ``gemm`` made one and it pays."""
+        return self.gemm.linear(x, w, bias)
+
     def lay_out_weights(self) -> None:
         """On CPU, keep every projection weight column-major (its transpose contiguous), so that
         ``F.linear``'s ``x @ w.t()`` reads a contiguous (in, out) matrix: MKL's one-token GEMV
         is then about a third faster (the demo target's decode forward: 2.2 -> 1.55 ms). The
         output head gets its own copy when it is tied to the embedding, whose row lookups want
-        row-major. Called again after tensor-parallel sharding, which slices row-major."""
+        row-major. Called again after tensor-parallel sharding, which slices row-major. Then
+        ``gemm`` packs the large ones for oneDNN (``runtime.gemm``)."""
+        if not hasattr(self, "gemm"):
+            self.gemm = Gemm("auto")
         if self.device.type != "cpu":
             return
 
@@ -49,6 +58,7 @@ class LeanModel:
                 if isinstance(w, torch.Tensor):
                     layer[name] = column_major(w)
         self.lm_head = column_major(self.lm_head)
+        self.gemm.pack([w for layer in self.layers for w in layer.values()] + [self.lm_head])
 
     def allocate(self, max_batch: int, max_len: int) -> None:
         self.cache = KVCache(self.num_layers, max_batch, self.num_kv_heads, max_len,
@@ -109,11 +119,12 @@ class LeanModel:
         return out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
 
 
-def from_hf(model, max_batch: int, headroom: int = 258, kernels: str = "auto") -> LeanModel:
+def from_hf(model, max_batch: int, headroom: int = 258, kernels: str = "auto", gemm: str = "auto") -> LeanModel:
     """Wrap a loaded transformers causal LM in its lean family and allocate its cache: one
     row per batch slot, ``max_positions + headroom`` slots per row (the headroom holds a
     step's tree nodes and a padding slot beyond the longest sequence). ``kernels`` picks the
-    CuPy kernels or the torch references (``specgrove.kernels.backend.choose``)."""
+    CuPy kernels or the torch references (``specgrove.kernels.backend.choose``); ``gemm``,
+    oneDNN's packed products where they pay (``auto``) or plain ``F.linear`` (``torch``)."""
     from specgrove.executor.runtime.gpt2 import GPT2Family
     from specgrove.executor.runtime.llama import LlamaFamily
 
@@ -124,6 +135,7 @@ def from_hf(model, max_batch: int, headroom: int = 258, kernels: str = "auto") -
             f"model type {model_type!r} is not supported; supported: {', '.join(sorted(families))}"
         )
     lean = families[model_type](model)
+    lean.gemm = Gemm(gemm)
     lean.lay_out_weights()
     lean.kernels = choose(lean.device, kernels, lean.head_dim, lean.dtype)
     lean.allocate(max_batch, lean.max_positions + headroom)

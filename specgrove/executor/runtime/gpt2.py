@@ -23,7 +23,7 @@ class GPT2Family(LeanModel):
             raise UnsupportedModelError("GPT-2 attention-scaling variants are not supported")
         if cfg.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
             raise UnsupportedModelError(f"activation {cfg.activation_function!r} is not supported")
-        # Conv1D stores (in, out); transpose once so every matmul is a plain F.linear.
+        # Conv1D stores (in, out); transpose once so every matmul is a plain (out, in) linear.
         self.layers = []
         for i in range(self.num_layers):
             p = f"transformer.h.{i}."
@@ -45,14 +45,14 @@ class GPT2Family(LeanModel):
         for i, w in enumerate(self.layers):
             h = F.layer_norm(x, (n,), w["ln_1.weight"], w["ln_1.bias"], self.eps)
             width = self.num_heads * self.head_dim  # n, or this rank's heads under tensor parallelism
-            q, k, v = F.linear(h, w["attn.c_attn.weight"], w["attn.c_attn.bias"]).split(width, dim=-1)
+            q, k, v = self.linear(h, w["attn.c_attn.weight"], w["attn.c_attn.bias"]).split(width, dim=-1)
             q, k, v = (t.view(B, T, self.num_heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
             a = self.attend(i, q, k, v, slots, mask, num_keys, first_row)
-            x = x + self.reduce(F.linear(a, w["attn.c_proj.weight"], w["attn.c_proj.bias"]))
+            x = x + self.reduce(self.linear(a, w["attn.c_proj.weight"], w["attn.c_proj.bias"]))
             h = F.layer_norm(x, (n,), w["ln_2.weight"], w["ln_2.bias"], self.eps)
-            h = F.gelu(F.linear(h, w["mlp.c_fc.weight"], w["mlp.c_fc.bias"]), approximate="tanh")
-            x = x + self.reduce(F.linear(h, w["mlp.c_proj.weight"], w["mlp.c_proj.bias"]))
+            h = F.gelu(self.linear(h, w["mlp.c_fc.weight"], w["mlp.c_fc.bias"]), approximate="tanh")
+            x = x + self.reduce(self.linear(h, w["mlp.c_proj.weight"], w["mlp.c_proj.bias"]))
         return x
 
     def _head(self, hidden):
-        return F.linear(F.layer_norm(hidden, (hidden.shape[-1],), *self.ln_f, self.eps), self.lm_head)
+        return self.linear(F.layer_norm(hidden, (hidden.shape[-1],), *self.ln_f, self.eps), self.lm_head)

@@ -87,14 +87,14 @@ class LlamaFamily(LeanModel):
         hq, hk, d = self.num_heads, self.num_kv_heads, self.head_dim
         for i, w in enumerate(self.layers):
             h = self._rms(x, w["ln1"])
-            qkv = F.linear(h, w["qkv"], w["qkv_bias"]).view(B, T, hq + 2 * hk, d).transpose(1, 2)
+            qkv = self.linear(h, w["qkv"], w["qkv_bias"]).view(B, T, hq + 2 * hk, d).transpose(1, 2)
             # q and k rotate together: one rotation's ops per layer instead of two.
             qk = self._rotate(qkv[:, : hq + hk], cos, sin)
             q, k, v = qk[:, :hq], qk[:, hq:], qkv[:, hq + hk:]
-            x = x + self.reduce(F.linear(self.attend(i, q, k, v, slots, mask, num_keys, first_row), w["o"]))
-            gate, up = F.linear(self._rms(x, w["ln2"]), w["gate_up"]).chunk(2, dim=-1)
-            x = x + self.reduce(F.linear(F.silu(gate) * up, w["down"]))
+            x = x + self.reduce(self.linear(self.attend(i, q, k, v, slots, mask, num_keys, first_row), w["o"]))
+            gate, up = self.linear(self._rms(x, w["ln2"]), w["gate_up"]).chunk(2, dim=-1)
+            x = x + self.reduce(self.linear(F.silu(gate) * up, w["down"]))
         return x
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(self._rms(hidden, self.norm), self.lm_head)
+        return self.linear(self._rms(hidden, self.norm), self.lm_head)
