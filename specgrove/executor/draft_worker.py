@@ -53,11 +53,16 @@ class DraftWorker:
 
     def round(self, every: list[Growth], ids: list[int], expansions: list[Expansion]) -> list[DraftTopK]:
         """One draft forward answering ``expansions``; ``ids`` index ``every`` (the whole
-        batch, whose rows without work this round are padded) to say whose each one is."""
-        free = [0] * len(every)
+        batch) to say whose each one is. The forward spans only the cache rows from the first
+        to the last with work this round (rows between them without work are padded): a
+        probe's catch-up of one request's pending tokens must not run over every row."""
+        busy = [every[i].seq.row for i in ids]
+        lo, hi = min(busy), max(busy)
+        free = [0] * (hi - lo + 1)
         for st in every:
-            free[st.seq.row] = st.next_slot
-        batch = ForwardBatch(free)
+            if lo <= st.seq.row <= hi:
+                free[st.seq.row - lo] = st.next_slot
+        batch = ForwardBatch(free, first_row=lo)
         outputs = []  # per expansion: (row, columns of its expanded nodes)
         for i, exp in zip(ids, expansions):
             st = every[i]

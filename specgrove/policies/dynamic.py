@@ -9,6 +9,8 @@ cumulative probability never exceeds its parent's, the kept set is closed under 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from specgrove.cost import CostModel, OnlineCostModel
@@ -198,7 +200,11 @@ class DynamicCost(Dynamic):
     def observe_step(self, timing) -> None:
         if not isinstance(self.cost_model, OnlineCostModel):
             return
-        self.cost_model.observe(timing)
+        # A probe's draft rounds run over the probed request's cache row alone (the executor
+        # spans only rows with work), not over the batch its timing names: they would teach
+        # the draft fit that a batch's rounds cost one request's. Its target forward and host
+        # work are the batch's, and are learnt from.
+        self.cost_model.observe(dataclasses.replace(timing, round_widths=()) if self._probe else timing)
         option = self._shape or self.PLAIN
         if self._predicted_s:
             measured = timing.draft_s + timing.verify_s + timing.other_s

@@ -62,3 +62,49 @@ def test_the_engine_refits_an_online_cost_model():
     before = abs(far_prior.target_forward_s(4, 4, 40) - measured)
     after = abs(online.target_forward_s(4, 4, 40) - measured)
     assert after < 0.5 * before
+
+
+def test_a_probe_drafts_over_its_own_cache_row_and_does_not_teach_the_draft_fit():
+    """A probe (one request speculates, the others decode plainly) runs its draft rounds over
+    that request's row alone, not padded over the batch; and its rounds, which cost one
+    request's, stay out of the online draft fit, which prices a whole batch's rounds."""
+    online = OnlineCostModel(CHEAP_DRAFT)  # speculation pays: probes first (unknown shapes), then the batch
+    draft_fits = []
+    observe = online.draft.observe
+    online.draft.observe = lambda x, y: (draft_fits.append(x), observe(x, y))[1]
+    target = tiny("llama", seed=3, sharpness=8.0)
+    draft = perturbed_copy(target, noise=0.01)
+    records, widths = [], []
+    engine = build_engine(target, draft, EngineConfig(method="dynamic-cost", budget=8, max_batch=4),
+                          {"cost_model": online}, on_trace=records.append)
+    model, drafter = engine.drafter.model, engine.drafter
+    forward, propose = model.forward, drafter.propose
+    step = [None]  # the decode step whose trees are being proposed (None: a prompt prefill)
+
+    def proposing(seqs):
+        step[0] = steps_proposed[0]
+        steps_proposed[0] += 1
+        try:
+            return propose(seqs)
+        finally:
+            step[0] = None
+
+    steps_proposed = [0]
+    drafter.propose = proposing
+    model.forward = lambda **kw: (widths.append((step[0], kw["tokens"].shape[0])), forward(**kw))[1]
+    ar = build_engine(target, draft, EngineConfig(method="ar", budget=0, max_batch=4))
+    rng = np.random.default_rng(2)
+    prompts = [rng.integers(1, VOCAB, 6).tolist() for _ in range(4)]
+    for e in (engine, ar):
+        for p in prompts:
+            e.add_request(p, 40)
+    assert engine.run() == ar.run()
+    steps = [r for r in records if type(r).__name__ == "StepRecord"]
+    probes = [s for s in steps if s.draft_rounds and sum(q.tree_size > 0 for q in s.requests) == 1]
+    assert probes, "a shape nothing is known of is first tried on one request"
+    assert steps_proposed[0] == len(steps)
+    for probe in probes:
+        rows = [b for n, b in widths if n == steps.index(probe)]
+        assert rows and all(b == 1 for b in rows), rows
+    assert any(b == 4 for n, b in widths if n is not None)  # a whole batch's rounds span every row
+    assert len(draft_fits) == sum(1 for s in steps if s.draft_rounds) - len(probes)
