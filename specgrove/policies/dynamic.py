@@ -200,19 +200,30 @@ class DynamicCost(Dynamic):
     def observe_step(self, timing) -> None:
         if not isinstance(self.cost_model, OnlineCostModel):
             return
+        predicted = self._predicted_s
+        if self._probe and self._shape is not None and timing.round_widths:
+            # What the model says this probe cost: its rounds over one request, the batch's
+            # target forward with the probe's tree in it. Measured against that, the probe
+            # tells how far off the model is for this shape before the whole batch bets on it
+            # (at batch 16, the first full step of a shape the start-up model underpriced
+            # cost as much as ten plain steps).
+            rounds, n, cm = len(timing.round_widths), timing.num_requests, self.cost_model
+            predicted = (rounds * cm.draft_step_s(1, sum(timing.round_widths) / rounds, timing.context_tokens / n)
+                         + cm.target_forward_s(n, timing.target_tokens, timing.context_tokens)
+                         + cm.step_overhead_s(n))
         # A probe's draft rounds run over the probed request's cache row alone (the executor
         # spans only rows with work), not over the batch its timing names: they would teach
         # the draft fit that a batch's rounds cost one request's. Its target forward and host
         # work are the batch's, and are learnt from.
         self.cost_model.observe(dataclasses.replace(timing, round_widths=()) if self._probe else timing)
         option = self._shape or self.PLAIN
-        if self._predicted_s:
+        if predicted:
             measured = timing.draft_s + timing.verify_s + timing.other_s
             if self._measured_s[option] is None:
-                self._measured_s[option], self._modelled_s[option] = measured, self._predicted_s
+                self._measured_s[option], self._modelled_s[option] = measured, predicted
             else:
                 self._measured_s[option] += 0.1 * (measured - self._measured_s[option])
-                self._modelled_s[option] += 0.1 * (self._predicted_s - self._modelled_s[option])
+                self._modelled_s[option] += 0.1 * (predicted - self._modelled_s[option])
         if self._shape is not None and not self._probe and self._step_gains and timing.emitted_tokens:
             realised = timing.emitted_tokens / timing.num_requests
             expected = float(np.mean(self._step_gains))

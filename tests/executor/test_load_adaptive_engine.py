@@ -91,6 +91,9 @@ def test_a_probe_drafts_over_its_own_cache_row_and_does_not_teach_the_draft_fit(
 
     steps_proposed = [0]
     drafter.propose = proposing
+    probed = []  # per step, whether the policy ran it as a probe
+    observe_step = engine.policy.observe_step
+    engine.policy.observe_step = lambda timing: (probed.append(engine.policy._probe), observe_step(timing))[1]
     model.forward = lambda **kw: (widths.append((step[0], kw["tokens"].shape[0])), forward(**kw))[1]
     ar = build_engine(target, draft, EngineConfig(method="ar", budget=0, max_batch=4))
     rng = np.random.default_rng(2)
@@ -100,8 +103,9 @@ def test_a_probe_drafts_over_its_own_cache_row_and_does_not_teach_the_draft_fit(
             e.add_request(p, 40)
     assert engine.run() == ar.run()
     steps = [r for r in records if type(r).__name__ == "StepRecord"]
-    probes = [s for s in steps if s.draft_rounds and sum(q.tree_size > 0 for q in s.requests) == 1]
+    probes = [s for s, probing in zip(steps, probed) if probing]
     assert probes, "a shape nothing is known of is first tried on one request"
+    assert all(s.draft_rounds and sum(q.tree_size > 0 for q in s.requests) == 1 for s in probes)
     assert steps_proposed[0] == len(steps)
     for probe in probes:
         rows = [b for n, b in widths if n == steps.index(probe)]

@@ -165,6 +165,24 @@ def test_an_option_s_slowness_is_measured_from_its_first_step():
     assert policy.slowness("chain") == pytest.approx(16 / 12, rel=0.05)
 
 
+def test_a_probe_measures_how_far_off_the_model_is_for_its_shape():
+    """A probe (one request of four speculates) is priced as such by the model: one request's
+    draft rounds, the batch's target forward. A probe that takes three times that makes the
+    shape three times slower before the whole batch ever runs it; the draft fit learns nothing
+    from its one-request rounds."""
+    model = OnlineCostModel(CHEAP_DRAFT)
+    policy = registry.create("tree", "dynamic-cost", cost_model=model, shapes=("tree", "chain"))
+    policy._shape, policy._probe, policy._predicted_s = "tree", True, None
+    predicted = (3 * model.draft_step_s(1, 7 / 3, 100) + model.target_forward_s(4, 16, 400)
+                 + model.step_overhead_s(4))
+    draft_fit, target_fit = model.draft.b.copy(), model.target.b.copy()  # the fits' accumulated data
+    policy.observe_step(StepTiming(4, 16, 400, (1, 3, 3), predicted, 2 * predicted, 0.0, 6))
+    assert policy.slowness("tree") == pytest.approx(3.0)
+    assert policy.slowness("chain") == 1.0 and policy.slowness("plain") == 1.0
+    assert np.array_equal(model.draft.b, draft_fit)
+    assert not np.array_equal(model.target.b, target_fit)  # the batch's verify forward is learnt from
+
+
 def test_a_draft_that_understates_its_chances_grows_deeper_once_measured():
     """The round test weighs the frontier's path scores by how this shape's nodes were really
     accepted: a draft whose scores say 0.1 where nodes pass three times as often earns the
