@@ -156,6 +156,16 @@ def padded_plan(query_starts, prefix_lens, request_rows, bitmask, num_tokens: in
         num_keys = min(num_keys, cache_len)
     device = bitmask.device
     starts = query_starts[:-1].long()
+    if t_max == 1:
+        # Lone roots (a plain decoding step): query b sees the prefix slots and, if its own bit
+        # is set, its own slot right after them. The general mask below, in a few ops.
+        j = torch.arange(num_keys, device=device)[None, :] - prefix[:, None]          # (B, K)
+        own = (bitmask[:, 0] & 1).bool()[:, None]
+        mask = ((j < 0) | ((j == 0) & own))[:, None, None, :]                          # (B, 1, 1, K)
+        rows = request_rows.long()
+        first = _consecutive(rows) if device.type == "cpu" else None
+        return PaddedPlan((PaddedGroup(starts, (len(starts), 1), mask, rows, first),), num_keys,
+                          torch.arange(num_tokens, device=device))
 
     # Padded query grid (B, Tmax): token index of each (request, position), clamped for padding.
     t = torch.arange(t_max, device=device)

@@ -114,6 +114,12 @@ def tree_layout_reference(parents, query_starts, prefix_lens, rows, max_len=None
     if max_len is None:
         max_len = _max_len(query_starts)
     device, num_tokens = parents.device, parents.numel()
+    if max_len == 1:
+        # Every slice is a lone root (a plain decoding step): depth 0, its own slot right after
+        # the prefix, its own bit. The same tensors as below, without the pointer jumping.
+        prefix = prefix_lens.long()
+        bitmask = torch.ones(num_tokens, 1, dtype=torch.int32, device=device)
+        return TreeLayout(prefix, prefix, rows.long(), bitmask, query_starts, prefix_lens, rows, max_len)
     lengths = (query_starts[1:] - query_starts[:-1]).long()
     request = torch.repeat_interleave(torch.arange(lengths.numel(), device=device), lengths,
                                       output_size=num_tokens)

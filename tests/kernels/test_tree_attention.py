@@ -119,6 +119,22 @@ def test_reference_in_low_precision(dtype, c):
     np.testing.assert_allclose(got.double().numpy(), brute_force(case), atol=LOW_PRECISION_ATOL[dtype], rtol=0)
 
 
+@pytest.mark.parametrize("consecutive", [True, False])
+def test_lone_roots_take_the_short_path_to_the_definition(consecutive):
+    """A plain decoding step (every slice a lone root) builds its mask in a few ops: the same
+    attention as the definition, including a query whose own bit is clear (it sees only its
+    prefix) and one with no prefix (only itself)."""
+    prefixes = [5, 0, 17, 3, 9, 1]
+    case = make_case([1] * len(prefixes), prefixes, num_kv_heads=2, group=2, seed=11)
+    if consecutive:
+        case["request_rows"] = torch.arange(2, 2 + len(prefixes), dtype=torch.int32)
+    case["bitmask"][2, 0] = 0  # request 2 does not see its own slot
+    got = tree_attention_reference(**case)
+    np.testing.assert_allclose(got.double().numpy(), brute_force(case), rtol=1e-5, atol=1e-5)
+    got_sized = tree_attention_reference(**case, max_len=1, num_keys=18)
+    assert torch.equal(got_sized, got)
+
+
 def test_scale_and_explicit_sizes():
     case = make_case([5, 33, 1], [0, 7, 40], num_kv_heads=2, group=2, seed=3)
     got = tree_attention_reference(**case, scale=0.7, max_len=33, num_keys=43)  # 41 needed

@@ -80,6 +80,23 @@ def test_reference_matches_brute_force(batch, check):
     assert layout.max_len == max(b - a for a, b in zip(starts, starts[1:]))
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 500), st.integers(0, 63)), min_size=1, max_size=16), st.booleans())
+def test_lone_roots_take_the_short_path_to_the_same_layout(requests, check):
+    """A plain decoding step (every slice a lone root) skips the pointer jumping: its layout
+    is still the definition's, with the dtypes and the one word of the general path."""
+    prefix, rows = [p for p, _ in requests], [r for _, r in requests]
+    parents, starts = [-1] * len(requests), list(range(len(requests) + 1))
+    layout = tree_layout_reference(i32(parents), i32(starts), i32(prefix), i32(rows), max_len=1, check=check)
+    positions, slots, token_rows, bitmask = brute_force(parents, starts, prefix, rows)
+    assert layout.positions.dtype == layout.slots.dtype == layout.rows.dtype == torch.int64
+    assert layout.positions.tolist() == positions and layout.slots.tolist() == slots
+    assert layout.rows.tolist() == token_rows
+    assert layout.bitmask.dtype == torch.int32
+    np.testing.assert_array_equal(layout.bitmask.numpy(), bitmask)
+    assert layout.max_len == 1
+
+
 def test_golden_small_tree():
     # Request 0, prefix 5, row 2:      root(0)
     #                                  /     \
