@@ -288,5 +288,39 @@ MUTATIONS = [
         "        self.worker.prefill(seqs)",
         ("tests/executor/test_engine.py::test_plain_decoding_leaves_the_draft_alone",),
     ),
+    # ---- session 5: the packed GEMM, plain-step short paths, probes ----------------------
+    Mutation(
+        "packed-gemm-for-one-row",
+        "a one-token product takes the packed weight too (slower for small matrices, and a second rounding path)",
+        "specgrove/executor/runtime/gemm.py",
+        "x.numel() >= PACK_MIN_ROWS * x.shape[-1]",
+        "x.numel() >= 1",
+        ("tests/executor/test_gemm.py::test_one_row_takes_f_linear_and_several_take_the_packed_weight",),
+    ),
+    Mutation(
+        "lone-root-mask-ignores-own-bit",
+        "the plain-step short path lets a query see its own slot whatever its bit says",
+        "specgrove/kernels/tree_attention.py",
+        "mask = ((j < 0) | ((j == 0) & own))[:, None, None, :]",
+        "mask = ((j < 0) | (j == 0))[:, None, None, :]",
+        ("tests/kernels/test_tree_attention.py::test_lone_roots_take_the_short_path_to_the_definition",),
+    ),
+    Mutation(
+        "lone-root-position-off-by-one",
+        "the plain-step layout puts the root one position past its prefix",
+        "specgrove/kernels/tree_layout.py",
+        "        return TreeLayout(prefix, prefix, rows.long(), bitmask, query_starts, prefix_lens, rows, max_len)",
+        "        return TreeLayout(prefix + 1, prefix, rows.long(), bitmask, query_starts, prefix_lens, rows, max_len)",
+        ("tests/kernels/test_tree_layout.py::test_lone_roots_take_the_short_path_to_the_same_layout",),
+    ),
+    Mutation(
+        "probe-teaches-the-draft-fit",
+        "a probe's one-request draft rounds are fitted as if they were the whole batch's",
+        "specgrove/policies/dynamic.py",
+        "self.cost_model.observe(dataclasses.replace(timing, round_widths=()) if self._probe else timing)",
+        "self.cost_model.observe(timing)",
+        ("tests/policies/test_load_adaptive.py::test_a_probe_measures_how_far_off_the_model_is_for_its_shape",
+         "tests/executor/test_load_adaptive_engine.py::test_a_probe_drafts_over_its_own_cache_row_and_does_not_teach_the_draft_fit"),
+    ),
 
 ]
