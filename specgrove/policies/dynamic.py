@@ -120,14 +120,18 @@ class DynamicCost(Dynamic):
         # that yields 2.5 weighs less.)
         self._emitted: dict[str, float | None] = dict.fromkeys(shapes)
         self._expected: dict[str, float | None] = dict.fromkeys(shapes)
-        # Measured and predicted step times of each option's recent steps, as exponential
-        # averages from the first one observed (None before): their ratio corrects the cost
-        # model's time for that option. Started at the first observation, not from 1: an
-        # option that runs rarely (it lost) must not keep the raw model's guess for dozens of
-        # its steps while the option running every step is corrected at once.
+        # Per option, exponential averages of its recent steps' measured times and of their
+        # cost-model features (what the online model prices: ``_features``), from the first
+        # one observed (None before). The current model's price of the average features,
+        # against the average measured time, corrects the model's time for that option.
+        # Features, not the predictions made at the time: the online model refits every few
+        # steps, and a ratio to old predictions would correct what the refit already did
+        # (plain decoding at batch 16 was once priced at twice its real step so).
+        # Started at the first observation, not from 1: an option that runs rarely (it lost)
+        # must not keep the raw model's guess for dozens of its steps.
         self._measured_s: dict[str, float | None] = dict.fromkeys((*shapes, self.PLAIN))
-        self._modelled_s: dict[str, float | None] = dict.fromkeys((*shapes, self.PLAIN))
-        self._predicted_s: float | None = None  # this step's predicted time, when known
+        self._measured_x: dict[str, np.ndarray | None] = dict.fromkeys((*shapes, self.PLAIN))
+        self._step_x: np.ndarray | None = None  # this step's features, when its option is known
         self._step_gains: list[float] = []  # this step's expected tokens, per request
         self._options = (*shapes, self.PLAIN)
         self._last_tried = dict.fromkeys(self._options, -1)
@@ -159,7 +163,7 @@ class DynamicCost(Dynamic):
         self._now += 1
         n, ctx = len(context_tokens), int(sum(context_tokens))
         known = option == self.PLAIN or self._stats[option] is not None
-        self._predicted_s = self._step_s(option, n, ctx) if known and not self._probe else None
+        self._step_x = self._features(option, n, ctx) if known and not self._probe else None
         self._shape = None if option == self.PLAIN else option
         if self._shape is None:
             return 0
@@ -182,15 +186,35 @@ class DynamicCost(Dynamic):
         return (rounds * cm.draft_step_s(n, n * frontier, ctx)
                 + cm.target_forward_s(n, round(n * (size + 1)), ctx) + overhead)
 
+    def _features(self, option: str, n: int, ctx: int) -> np.ndarray:
+        """``_step_s``'s terms as the online model's features, concatenated: the draft rounds'
+        [rounds, rounds * n, tokens, rounds * ctx], the target forward's [1, n, tokens, ctx] and
+        the host work's [1, n]; the model's time for the step is linear in them."""
+        if option == self.PLAIN:
+            return np.array([0.0, 0.0, 0.0, 0.0, 1.0, n, n, ctx, 1.0, n])
+        _, size, rounds = self._stats[option]
+        frontier = self._widths[option][1]
+        return np.array([rounds, rounds * n, rounds * n * frontier, rounds * ctx,
+                         1.0, n, round(n * (size + 1)), ctx, 1.0, n], dtype=float)
+
+    def _priced_s(self, x: np.ndarray) -> float:
+        """The online cost model's current time for features ``x`` (see ``_features``)."""
+        cm = self.cost_model
+        return float(cm.draft.coef @ x[:4] + cm.target.coef @ x[4:8] + cm.step.coef @ x[8:])
+
     def _rate(self, option: str, n: int, ctx: int) -> float:
         """Expected tokens per second per request of a step of ``option`` (plain: 1 token)."""
         gain = 1.0 if option == self.PLAIN else self._stats[option][0] * self.realism(option)
         return gain / (self._step_s(option, n, ctx) * self.slowness(option))
 
     def slowness(self, option: str) -> float:
-        """Measured over predicted step time of ``option``'s recent steps (1 until observed)."""
-        measured, modelled = self._measured_s[option], self._modelled_s[option]
-        return 1.0 if measured is None else measured / modelled
+        """Measured over modelled time of ``option``'s recent steps, the model priced as it
+        stands now (1 until observed)."""
+        measured = self._measured_s[option]
+        if measured is None:
+            return 1.0
+        priced = self._priced_s(self._measured_x[option])
+        return measured / priced if priced > 0 else 1.0
 
     def _best(self, n: int, ctx: int) -> str:
         """The option with the highest expected rate (ties: the order of ``shapes``, then plain)."""
@@ -200,30 +224,29 @@ class DynamicCost(Dynamic):
     def observe_step(self, timing) -> None:
         if not isinstance(self.cost_model, OnlineCostModel):
             return
-        predicted = self._predicted_s
+        x = self._step_x
         if self._probe and self._shape is not None and timing.round_widths:
-            # What the model says this probe cost: its rounds over one request, the batch's
-            # target forward with the probe's tree in it. Measured against that, the probe
-            # tells how far off the model is for this shape before the whole batch bets on it
-            # (at batch 16, the first full step of a shape the start-up model underpriced
-            # cost as much as ten plain steps).
-            rounds, n, cm = len(timing.round_widths), timing.num_requests, self.cost_model
-            predicted = (rounds * cm.draft_step_s(1, sum(timing.round_widths) / rounds, timing.context_tokens / n)
-                         + cm.target_forward_s(n, timing.target_tokens, timing.context_tokens)
-                         + cm.step_overhead_s(n))
+            # The probe as the model prices it: its rounds over one request, the batch's target
+            # forward with the probe's tree in it. Measured against that, the probe tells how
+            # far off the model is for this shape before the whole batch bets on it (at batch
+            # 16, the first full step of a shape the start-up model underpriced cost as much
+            # as ten plain steps).
+            rounds, n, ctx = len(timing.round_widths), timing.num_requests, timing.context_tokens
+            x = np.array([rounds, rounds, sum(timing.round_widths), rounds * ctx / n,
+                          1.0, n, timing.target_tokens, ctx, 1.0, n], dtype=float)
         # A probe's draft rounds run over the probed request's cache row alone (the executor
         # spans only rows with work), not over the batch its timing names: they would teach
         # the draft fit that a batch's rounds cost one request's. Its target forward and host
         # work are the batch's, and are learnt from.
         self.cost_model.observe(dataclasses.replace(timing, round_widths=()) if self._probe else timing)
         option = self._shape or self.PLAIN
-        if predicted:
+        if x is not None:
             measured = timing.draft_s + timing.verify_s + timing.other_s
             if self._measured_s[option] is None:
-                self._measured_s[option], self._modelled_s[option] = measured, predicted
+                self._measured_s[option], self._measured_x[option] = measured, x
             else:
                 self._measured_s[option] += 0.1 * (measured - self._measured_s[option])
-                self._modelled_s[option] += 0.1 * (predicted - self._modelled_s[option])
+                self._measured_x[option] = self._measured_x[option] + 0.1 * (x - self._measured_x[option])
         if self._shape is not None and not self._probe and self._step_gains and timing.emitted_tokens:
             realised = timing.emitted_tokens / timing.num_requests
             expected = float(np.mean(self._step_gains))

@@ -150,19 +150,36 @@ def test_an_option_s_slowness_is_measured_from_its_first_step():
     """An option that runs rarely (it lost) must have its time corrected as soon as one of its
     steps is measured, as the option running every step is: an average that starts at 1 would
     keep the raw model's guess for it over dozens of its steps."""
-    from specgrove.cost import OnlineCostModel
-
-    policy = registry.create("tree", "dynamic-cost", cost_model=OnlineCostModel(CHEAP_DRAFT), shapes=("tree", "chain"))
+    model = OnlineCostModel(CHEAP_DRAFT)
+    policy = registry.create("tree", "dynamic-cost", cost_model=model, shapes=("tree", "chain"))
     assert policy.slowness("chain") == 1.0  # nothing measured yet
-    policy._shape, policy._probe, policy._predicted_s = "chain", False, 0.004
-    policy.observe_step(StepTiming(1, 5, 100, (1, 1, 1, 1), 0.004, 0.003, 0.001, 3))  # 8 ms, 2x predicted
+    policy._stats["chain"] = [2.0, 4.0, 4.0]  # what chain steps have been yielding
+    x = policy._features("chain", 1, 100)
+    priced = policy._priced_s(x)
+    assert priced == pytest.approx(4 * model.draft_step_s(1, 1, 100) + model.target_forward_s(1, 5, 100)
+                                   + model.step_overhead_s(1))  # the features price as _step_s does
+    policy._shape, policy._probe, policy._step_x = "chain", False, x
+    policy.observe_step(StepTiming(1, 5, 100, (1, 1, 1, 1), priced, priced / 2, priced / 2, 3))  # 2x
     assert policy.slowness("chain") == pytest.approx(2.0)
     assert policy.slowness("tree") == 1.0 and policy.slowness("plain") == 1.0
-    # Then a ratio of averages: steps predicted 4 and 8 ms that took 4 and 12 ms.
-    for predicted, took in [(0.004, 0.004), (0.008, 0.012)] * 60:
-        policy._predicted_s = predicted
-        policy.observe_step(StepTiming(1, 5, 100, (1, 1, 1, 1), took / 2, took / 2, 0.0, 3))
-    assert policy.slowness("chain") == pytest.approx(16 / 12, rel=0.05)
+
+
+def test_a_refit_model_is_not_corrected_twice():
+    """Plain steps that take twice what the start-up model says. The online model learns
+    their time within a few steps (it refits every 4), and the slowness, priced by the model
+    as it stands now, then falls back to 1: the corrected time stays the real one. A ratio
+    to the predictions made at the time would apply the correction twice: 1.9x the real
+    step after 4 steps, 1.5x after 8 (measured before this was fixed)."""
+    model = OnlineCostModel(CHEAP_DRAFT)
+    policy = registry.create("tree", "dynamic-cost", cost_model=model, shapes=("tree",))
+    n, ctx = 8, 800
+    real = 2 * (CHEAP_DRAFT.target_forward_s(n, n, ctx) + CHEAP_DRAFT.step_overhead_s(n))
+    policy._shape, policy._probe = None, False
+    for step in range(1, 13):
+        policy._step_x = policy._features("plain", n, ctx)
+        policy.observe_step(StepTiming(n, n, ctx, (), 0.0, real * 0.9, real * 0.1, n))
+        corrected = policy.slowness("plain") * (model.target_forward_s(n, n, ctx) + model.step_overhead_s(n))
+        assert corrected == pytest.approx(real, rel=0.05), step
 
 
 def test_a_probe_measures_how_far_off_the_model_is_for_its_shape():
@@ -172,7 +189,7 @@ def test_a_probe_measures_how_far_off_the_model_is_for_its_shape():
     from its one-request rounds."""
     model = OnlineCostModel(CHEAP_DRAFT)
     policy = registry.create("tree", "dynamic-cost", cost_model=model, shapes=("tree", "chain"))
-    policy._shape, policy._probe, policy._predicted_s = "tree", True, None
+    policy._shape, policy._probe, policy._step_x = "tree", True, None
     predicted = (3 * model.draft_step_s(1, 7 / 3, 100) + model.target_forward_s(4, 16, 400)
                  + model.step_overhead_s(4))
     draft_fit, target_fit = model.draft.b.copy(), model.target.b.copy()  # the fits' accumulated data
