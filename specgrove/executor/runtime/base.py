@@ -45,8 +45,6 @@ class LeanModel:
         output head gets its own copy when it is tied to the embedding, whose row lookups want
         row-major. Called again after tensor-parallel sharding, which slices row-major. Then
         ``gemm`` packs the large ones for oneDNN (``runtime.gemm``)."""
-        if not hasattr(self, "gemm"):
-            self.gemm = Gemm("auto")
         if self.device.type != "cpu":
             return
 
