@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import operator
+
 import numpy as np
 
 
@@ -114,6 +116,10 @@ class StepTiming:
     verify_s: float
     other_s: float
     emitted_tokens: int = 0  # tokens the step emitted over the batch
+    # Tokens the first draft round fed beyond each request's root: what the draft had not
+    # seen yet (a prompt, with a lazy draft prefill; tokens of plain steps). The draft prices
+    # them like tree nodes in the round that carried them.
+    catch_up_tokens: int = 0
 
 
 class _Ridge:
@@ -122,12 +128,13 @@ class _Ridge:
     that decay with the data, and a thousandth of them that never does (so directions the data
     never excites keep the prior's answer)."""
 
-    refit_every = 4  # observations between solves: a decode step is a few ms, a solve ~10 us
+    refit_every = 8  # observations between solves: a decode step is a few ms, a solve 10-40 us; the
+    # fit forgets over ~50 steps, so a refit every 8 follows it closely enough
 
     def __init__(self, prior_points: list[tuple[list[float], float]], forget: float, prior_weight: float) -> None:
         k = len(prior_points[0][0])
         self.forget = forget
-        self._unsolved = 0
+        self._unsolved: list[list[float]] = []  # observations (x / y) not yet in a, b
         self.a, self.b = np.zeros((k, k)), np.zeros(k)
         self.a0, self.b0 = np.zeros((k, k)), np.zeros(k)
         w = prior_weight / len(prior_points)  # the prior counts as ``prior_weight`` steps in all
@@ -139,22 +146,42 @@ class _Ridge:
             self.b0 += w * x
         self.a, self.b = self.a0.copy(), self.b0.copy()
         self.a0, self.b0 = 1e-3 * self.a0, 1e-3 * self.b0
+        # A prior that prices every term makes the normal equations positive definite: a plain
+        # solve, a few times cheaper than lstsq's SVD. One with a term it never saw (the step
+        # overhead's, when the prior has none) needs lstsq until the data fill it in.
+        self._definite = bool(np.linalg.matrix_rank(self.a0) == k)
         self.coef = self.solve()
 
     def observe(self, x: list[float], y: float) -> None:
         if not y > 0:
             return  # a step too short to time tells nothing about relative error
-        x = np.asarray(x, dtype=float) / y
-        self.a = self.forget * self.a + np.outer(x, x)
-        self.b = self.forget * self.b + x
-        self._unsolved += 1
-        if self._unsolved >= self.refit_every:
+        # Kept until the next solve, then added in one product: the same sums as adding each
+        # as it comes (older ones forgotten more), at a fraction of the per-step cost.
+        self._unsolved.append([v / y for v in x])
+        if len(self._unsolved) >= self.refit_every:
             self.coef = self.solve()
-            self._unsolved = 0
+
+    def _flush(self) -> None:
+        if not self._unsolved:
+            return
+        x = np.array(self._unsolved)
+        m = len(x)
+        w = self.forget ** np.arange(m - 1, -1, -1, dtype=float)  # the newest counts fully
+        self.a = self.forget ** m * self.a + (x.T * w) @ x
+        self.b = self.forget ** m * self.b + x.T @ w
+        self._unsolved = []
 
     def solve(self) -> np.ndarray:
-        coef = np.linalg.lstsq(self.a + self.a0, self.b + self.b0, rcond=None)[0]
-        return np.maximum(coef, 0.0)  # times never shrink with more work
+        self._flush()
+        a, b = self.a + self.a0, self.b + self.b0
+        coef = np.linalg.solve(a, b) if self._definite else np.linalg.lstsq(a, b, rcond=None)[0]
+        coef = np.maximum(coef, 0.0)
+        self.terms = tuple(coef.tolist())  # for pricing in plain Python (a step prices a few options)
+        return coef  # times never shrink with more work
+
+    def price(self, x) -> float:
+        """The fitted time of features ``x``."""
+        return sum(map(operator.mul, self.terms, x))
 
 
 class OnlineCostModel:
@@ -184,7 +211,7 @@ class OnlineCostModel:
         self.target.observe([1, b, t.target_tokens, ctx], t.verify_s)
         rounds = len(t.round_widths)
         if rounds:
-            self.draft.observe([rounds, rounds * b, sum(t.round_widths), rounds * ctx], t.draft_s)
+            self.draft.observe([rounds, rounds * b, sum(t.round_widths) + t.catch_up_tokens, rounds * ctx], t.draft_s)
         self.step.observe([1, b], t.other_s)
         self.num_observed += 1
 
@@ -193,13 +220,13 @@ class OnlineCostModel:
         return AffineCostModel(tb, tt, db, dt, tc, dc, tr, dr, sb, sr)
 
     def target_forward_s(self, num_requests: int, num_tokens: int, num_context_tokens: int) -> float:
-        return float(self.target.coef @ [1, num_requests, num_tokens, num_context_tokens])
+        return self.target.price((1, num_requests, num_tokens, num_context_tokens))
 
     def draft_step_s(self, num_requests: int, num_tokens: int, num_context_tokens: int) -> float:
-        return float(self.draft.coef @ [1, num_requests, num_tokens, num_context_tokens])
+        return self.draft.price((1, num_requests, num_tokens, num_context_tokens))
 
     def step_overhead_s(self, num_requests: int) -> float:
-        return float(self.step.coef @ [1, num_requests])
+        return self.step.price((1, num_requests))
 
     def target_comm_s(self, num_tokens: int) -> float:
         return self.prior.target_comm_s(num_tokens)

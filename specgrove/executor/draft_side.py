@@ -12,6 +12,8 @@ The engine talks to its draft through five calls, so a draft in another process
 
 from __future__ import annotations
 
+import dataclasses
+
 from specgrove.executor.draft_worker import DraftWorker, Growth
 from specgrove.executor.request_state import RequestState
 from specgrove.executor.runtime import LeanModel
@@ -34,8 +36,14 @@ class LocalDraft:
         return self.worker.model
 
     def prefill(self, seqs: list[RequestState]) -> None:
-        if not self.idle:
-            self.worker.prefill(seqs)
+        if self.idle:
+            return
+        if self.policy.lazy_draft:  # the prompt waits with the root, fed by the first round
+            for s in seqs:
+                s.draft_pending = s.prompt + s.draft_pending
+                s.draft_len = 0
+            return
+        self.worker.prefill(seqs)
 
     def propose(self, seqs: list[RequestState]) -> Speculation:
         """Grow, split and select: the step the simulator's exact mode runs too."""
@@ -44,7 +52,8 @@ class LocalDraft:
                          [s.target_len for s in seqs],
                          lambda ids, expansions: self.worker.round(growths, ids, expansions))
         self.growths = growths
-        return spec
+        caught_up = sum(len(g.seq.draft_pending) - 1 for g in growths if g.has_pending_run)
+        return dataclasses.replace(spec, catch_up_tokens=caught_up) if caught_up else spec
 
     def commit(self, seqs: list[RequestState], spec: Speculation, outcomes: list[tuple[list[int], int]]) -> None:
         if self.idle:

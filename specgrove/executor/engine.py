@@ -264,7 +264,7 @@ class SpecEngine:
         t3 = time.perf_counter()
         self.policy.observe_step(StepTiming(len(seqs), sum(len(t) + 1 for t in trees), sum(cached),
                                             tuple(spec.round_widths), t1 - t0, t2 - t1, t3 - t2,
-                                            sum(len(v.tokens) for v in verdicts)))
+                                            sum(len(v.tokens) for v in verdicts), spec.catch_up_tokens))
         if tracing:
             self.on_trace(StepRecord(
                 index, t0, t3, len(seqs), sum(len(t) + 1 for t in trees), sum(cached),

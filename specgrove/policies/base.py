@@ -65,6 +65,11 @@ class TreePolicy:
     # False: the policy never asks the draft anything (plain decoding), so a draft side keeps
     # no state for it: no prompt prefill, no tokens to catch up on.
     drafts: bool = True
+    # True: the executor's draft caches a request's prompt when the policy first speculates
+    # on it (the first draft round catches up on the prompt and every token since), not at
+    # admission. For a policy that may decode plainly for long (``dynamic-cost`` at a large
+    # batch), so that a request it never speculates on costs no draft work at all.
+    lazy_draft: bool = False
 
     def uses_draft(self, budget: int) -> bool:
         """Whether a run of this policy at ``budget`` nodes per request needs the draft at

@@ -10,6 +10,7 @@ cumulative probability never exceeds its parent's, the kept set is closed under 
 from __future__ import annotations
 
 import dataclasses
+import operator
 
 import numpy as np
 
@@ -91,6 +92,7 @@ class DynamicCost(Dynamic):
 
     explore_every = 16
     PLAIN = "plain"
+    lazy_draft = True  # a request decoded plainly throughout never costs a draft forward
 
     def __init__(
         self,
@@ -130,8 +132,8 @@ class DynamicCost(Dynamic):
         # Started at the first observation, not from 1: an option that runs rarely (it lost)
         # must not keep the raw model's guess for dozens of its steps.
         self._measured_s: dict[str, float | None] = dict.fromkeys((*shapes, self.PLAIN))
-        self._measured_x: dict[str, np.ndarray | None] = dict.fromkeys((*shapes, self.PLAIN))
-        self._step_x: np.ndarray | None = None  # this step's features, when its option is known
+        self._measured_x: dict[str, tuple[float, ...] | None] = dict.fromkeys((*shapes, self.PLAIN))
+        self._step_x: tuple[float, ...] | None = None  # this step's features, when its option is known
         self._step_gains: list[float] = []  # this step's expected tokens, per request
         self._options = (*shapes, self.PLAIN)
         self._last_tried = dict.fromkeys(self._options, -1)
@@ -186,26 +188,30 @@ class DynamicCost(Dynamic):
         return (rounds * cm.draft_step_s(n, n * frontier, ctx)
                 + cm.target_forward_s(n, round(n * (size + 1)), ctx) + overhead)
 
-    def _features(self, option: str, n: int, ctx: int) -> np.ndarray:
+    def _features(self, option: str, n: int, ctx: int) -> tuple[float, ...]:
         """``_step_s``'s terms as the online model's features, concatenated: the draft rounds'
         [rounds, rounds * n, tokens, rounds * ctx], the target forward's [1, n, tokens, ctx] and
-        the host work's [1, n]; the model's time for the step is linear in them."""
+        the host work's [1, n]; the model's time for the step is linear in them. Plain Python
+        numbers: the policy prices a few options every step, and numpy's per-call cost on
+        10-element vectors would be most of it."""
         if option == self.PLAIN:
-            return np.array([0.0, 0.0, 0.0, 0.0, 1.0, n, n, ctx, 1.0, n])
+            return (0.0, 0.0, 0.0, 0.0, 1.0, n, n, ctx, 1.0, n)
         _, size, rounds = self._stats[option]
         frontier = self._widths[option][1]
-        return np.array([rounds, rounds * n, rounds * n * frontier, rounds * ctx,
-                         1.0, n, round(n * (size + 1)), ctx, 1.0, n], dtype=float)
+        return (rounds, rounds * n, rounds * n * frontier, rounds * ctx,
+                1.0, n, round(n * (size + 1)), ctx, 1.0, n)
 
-    def _priced_s(self, x: np.ndarray) -> float:
+    def _priced_s(self, x) -> float:
         """The online cost model's current time for features ``x`` (see ``_features``)."""
         cm = self.cost_model
-        return float(cm.draft.coef @ x[:4] + cm.target.coef @ x[4:8] + cm.step.coef @ x[8:])
+        return sum(map(operator.mul, cm.draft.terms + cm.target.terms + cm.step.terms, x))
 
     def _rate(self, option: str, n: int, ctx: int) -> float:
         """Expected tokens per second per request of a step of ``option`` (plain: 1 token)."""
         gain = 1.0 if option == self.PLAIN else self._stats[option][0] * self.realism(option)
-        return gain / (self._step_s(option, n, ctx) * self.slowness(option))
+        online = isinstance(self.cost_model, OnlineCostModel)  # the same time, priced in one product
+        step_s = self._priced_s(self._features(option, n, ctx)) if online else self._step_s(option, n, ctx)
+        return gain / (step_s * self.slowness(option))
 
     def slowness(self, option: str) -> float:
         """Measured over modelled time of ``option``'s recent steps, the model priced as it
@@ -219,7 +225,7 @@ class DynamicCost(Dynamic):
     def _best(self, n: int, ctx: int) -> str:
         """The option with the highest expected rate (ties: the order of ``shapes``, then plain)."""
         rates = [self._rate(o, n, ctx) for o in self._options]
-        return self._options[int(np.argmax(rates))]
+        return self._options[max(range(len(rates)), key=rates.__getitem__)]  # the first of equals
 
     def observe_step(self, timing) -> None:
         if not isinstance(self.cost_model, OnlineCostModel):
@@ -232,8 +238,13 @@ class DynamicCost(Dynamic):
             # 16, the first full step of a shape the start-up model underpriced cost as much
             # as ten plain steps).
             rounds, n, ctx = len(timing.round_widths), timing.num_requests, timing.context_tokens
-            x = np.array([rounds, rounds, sum(timing.round_widths), rounds * ctx / n,
-                          1.0, n, timing.target_tokens, ctx, 1.0, n], dtype=float)
+            x = (rounds, rounds, sum(timing.round_widths), rounds * ctx / n,
+                 1.0, n, timing.target_tokens, ctx, 1.0, n)
+        if x is not None and timing.catch_up_tokens:
+            # The tokens the first round caught up on (a prompt, the plain steps' tokens) are a
+            # cost of switching, not of the option: priced with them, the step's time does not
+            # make the option look slower than it runs once it runs.
+            x = (*x[:2], x[2] + timing.catch_up_tokens, *x[3:])
         # A probe's draft rounds run over the probed request's cache row alone (the executor
         # spans only rows with work), not over the batch its timing names: they would teach
         # the draft fit that a batch's rounds cost one request's. Its target forward and host
@@ -246,7 +257,7 @@ class DynamicCost(Dynamic):
                 self._measured_s[option], self._measured_x[option] = measured, x
             else:
                 self._measured_s[option] += 0.1 * (measured - self._measured_s[option])
-                self._measured_x[option] = self._measured_x[option] + 0.1 * (x - self._measured_x[option])
+                self._measured_x[option] = tuple(m + 0.1 * (v - m) for m, v in zip(self._measured_x[option], x))
         if self._shape is not None and not self._probe and self._step_gains and timing.emitted_tokens:
             realised = timing.emitted_tokens / timing.num_requests
             expected = float(np.mean(self._step_gains))

@@ -28,6 +28,7 @@ class Speculation:
     budgets: list[int]  # nodes each request may keep, from the batch-budget policy
     trees: list[Tree]  # the selected trees the target verifies
     round_widths: list[int]  # expanded nodes in each draft round (one draft forward each)
+    catch_up_tokens: int = 0  # tokens fed beyond the roots in the first round (the executor's draft)
 
     @property
     def num_rounds(self) -> int:

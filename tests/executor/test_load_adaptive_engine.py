@@ -16,19 +16,29 @@ SLOW_DRAFT = AffineCostModel(target_base_s=0.001, target_per_token_s=1e-5, draft
 CHEAP_DRAFT = AffineCostModel(target_base_s=0.01, target_per_token_s=1e-5, draft_base_s=1e-4, draft_per_token_s=0.0)
 
 
-def _run(cost_model, batch=4):
-    target = tiny("llama", seed=3, sharpness=8.0)
-    draft = perturbed_copy(target, noise=0.01)
-    records = []
-    engine = build_engine(target, draft, EngineConfig(method="dynamic-cost", budget=8, max_batch=batch),
-                          {"cost_model": cost_model}, on_trace=records.append)
+def _both(engine, target, draft, batch=4):
+    """``batch`` 6-token prompts, 40 new tokens each, through ``engine`` and plain ``ar``."""
     ar = build_engine(target, draft, EngineConfig(method="ar", budget=0, max_batch=batch))
     rng = np.random.default_rng(2)
     prompts = [rng.integers(1, VOCAB, 6).tolist() for _ in range(batch)]
     for e in (engine, ar):
         for p in prompts:
             e.add_request(p, 40)
-    got, want = engine.run(), ar.run()
+    return engine.run(), ar.run()
+
+
+def _same_as_ar(engine, target, draft):
+    got, want = _both(engine, target, draft)
+    assert got == want
+
+
+def _run(cost_model, batch=4):
+    target = tiny("llama", seed=3, sharpness=8.0)
+    draft = perturbed_copy(target, noise=0.01)
+    records = []
+    engine = build_engine(target, draft, EngineConfig(method="dynamic-cost", budget=8, max_batch=batch),
+                          {"cost_model": cost_model}, on_trace=records.append)
+    got, want = _both(engine, target, draft, batch)
     steps = [r for r in records if type(r).__name__ == "StepRecord"]
     return got, want, steps, engine
 
@@ -95,13 +105,7 @@ def test_a_probe_drafts_over_its_own_cache_row_and_does_not_teach_the_draft_fit(
     observe_step = engine.policy.observe_step
     engine.policy.observe_step = lambda timing: (probed.append(engine.policy._probe), observe_step(timing))[1]
     model.forward = lambda **kw: (widths.append((step[0], kw["tokens"].shape[0])), forward(**kw))[1]
-    ar = build_engine(target, draft, EngineConfig(method="ar", budget=0, max_batch=4))
-    rng = np.random.default_rng(2)
-    prompts = [rng.integers(1, VOCAB, 6).tolist() for _ in range(4)]
-    for e in (engine, ar):
-        for p in prompts:
-            e.add_request(p, 40)
-    assert engine.run() == ar.run()
+    _same_as_ar(engine, target, draft)
     steps = [r for r in records if type(r).__name__ == "StepRecord"]
     probes = [s for s, probing in zip(steps, probed) if probing]
     assert probes, "a shape nothing is known of is first tried on one request"
@@ -112,3 +116,40 @@ def test_a_probe_drafts_over_its_own_cache_row_and_does_not_teach_the_draft_fit(
         assert rows and all(b == 1 for b in rows), rows
     assert any(b == 4 for n, b in widths if n is not None)  # a whole batch's rounds span every row
     assert len(draft_fits) == sum(1 for s in steps if s.draft_rounds) - len(probes)
+
+
+def test_the_draft_caches_a_prompt_only_when_the_policy_first_speculates_on_it():
+    """``dynamic-cost``'s draft is lazy: no draft forward at admission. Where speculation
+    loses, the requests never probed cost the draft nothing at all; the first round over a
+    request catches up on its prompt and the tokens since, and the step's timing says how many
+    (the online draft fit prices them with the round's nodes)."""
+    target = tiny("llama", seed=3, sharpness=8.0)
+    draft = perturbed_copy(target, noise=0.01)
+    online = OnlineCostModel(SLOW_DRAFT)
+    fed = []  # (step, tokens) per draft forward; step None: outside any proposal
+    timings = []
+    engine = build_engine(target, draft, EngineConfig(method="dynamic-cost", budget=8, max_batch=4),
+                          {"cost_model": online})
+    model, drafter, policy = engine.drafter.model, engine.drafter, engine.policy
+    forward, propose, observe_step = model.forward, drafter.propose, policy.observe_step
+    where = [None]
+
+    def proposing(seqs):
+        where[0] = len(timings)
+        try:
+            return propose(seqs)
+        finally:
+            where[0] = None
+
+    drafter.propose = proposing
+    policy.observe_step = lambda timing: (timings.append(timing), observe_step(timing))[1]
+    model.forward = lambda **kw: (fed.append((where[0], kw["tokens"].shape[-1])), forward(**kw))[1]
+    _same_as_ar(engine, target, draft)
+    assert fed and all(step is not None for step, _ in fed)  # no prompt prefill in the draft
+    drafted = [t for t in timings if t.round_widths]
+    assert 0 < len(drafted) < len(timings) // 4  # the probes only: speculation loses here
+    first = drafted[0]
+    # The first probe feeds one request's prompt (6 tokens) and first token, its root: the
+    # prompt is what it catches up on.
+    assert first.catch_up_tokens == 6
+    assert all(t.catch_up_tokens == 0 for t in timings if not t.round_widths)

@@ -4,6 +4,8 @@ drafting is cheap it speculates every step. The online cost model refits from st
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from specgrove import registry
 from specgrove.cost import AffineCostModel, OnlineCostModel, StepTiming
@@ -164,9 +166,43 @@ def test_an_option_s_slowness_is_measured_from_its_first_step():
     assert policy.slowness("tree") == 1.0 and policy.slowness("plain") == 1.0
 
 
+def test_catching_up_is_priced_as_a_cost_of_switching_not_of_the_option():
+    """The first chain step after plain ones feeds the draft what it missed (here 200 tokens).
+    Priced with those tokens, a step that took exactly the model's time leaves the chain's
+    slowness at 1; without them the chain would look slower than it runs once it runs."""
+    model = OnlineCostModel(CHEAP_DRAFT)
+    policy = registry.create("tree", "dynamic-cost", cost_model=model, shapes=("chain",))
+    policy._stats["chain"] = [2.0, 4.0, 4.0]
+    x = policy._features("chain", 1, 100)
+    caught_up = (*x[:2], x[2] + 200, *x[3:])
+    took = policy._priced_s(caught_up)
+    assert took > policy._priced_s(x) + 190 * CHEAP_DRAFT.draft_per_token_s
+    policy._shape, policy._probe, policy._step_x = "chain", False, x
+    policy.observe_step(StepTiming(1, 5, 100, (1, 1, 1, 1), took * 0.8, took * 0.15, took * 0.05, 3,
+                                   catch_up_tokens=200))
+    assert policy.slowness("chain") == pytest.approx(1.0)
+
+
+@given(st.lists(st.lists(st.floats(0.1, 10.0), min_size=4, max_size=4), min_size=1, max_size=20),
+       st.lists(st.floats(1e-4, 1.0), min_size=20, max_size=20))
+@settings(max_examples=40, deadline=None)
+def test_observations_kept_until_a_solve_sum_as_if_added_one_by_one(xs, ys):
+    """The online fits add observations in one product at each solve; the sums (older ones
+    forgotten more) and so the fit equal adding each as it came."""
+    batched = OnlineCostModel(CHEAP_DRAFT).target
+    forget = batched.forget
+    a, b = batched.a.copy(), batched.b.copy()
+    for x, y in zip(xs, ys):
+        batched.observe(x, y)
+        v = np.asarray(x) / y
+        a, b = forget * a + np.outer(v, v), forget * b + v
+    batched.solve()
+    assert np.allclose(batched.a, a, rtol=1e-9) and np.allclose(batched.b, b, rtol=1e-9)
+
+
 def test_a_refit_model_is_not_corrected_twice():
     """Plain steps that take twice what the start-up model says. The online model learns
-    their time within a few steps (it refits every 4), and the slowness, priced by the model
+    their time within a few steps (it refits every 8), and the slowness, priced by the model
     as it stands now, then falls back to 1: the corrected time stays the real one. A ratio
     to the predictions made at the time would apply the correction twice: 1.9x the real
     step after 4 steps, 1.5x after 8 (measured before this was fixed)."""
@@ -196,6 +232,7 @@ def test_a_probe_measures_how_far_off_the_model_is_for_its_shape():
     policy.observe_step(StepTiming(4, 16, 400, (1, 3, 3), predicted, 2 * predicted, 0.0, 6))
     assert policy.slowness("tree") == pytest.approx(3.0)
     assert policy.slowness("chain") == 1.0 and policy.slowness("plain") == 1.0
+    model.draft.solve(), model.target.solve()  # observations enter the fits' sums at a solve
     assert np.array_equal(model.draft.b, draft_fit)
     assert not np.array_equal(model.target.b, target_fit)  # the batch's verify forward is learnt from
 
