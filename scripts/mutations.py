@@ -284,8 +284,8 @@ MUTATIONS = [
         "ar-prefills-the-draft",
         "plain decoding still prefills every prompt into a draft it never asks",
         "specgrove/executor/draft_side.py",
-        "        if not self.idle:\n            self.worker.prefill(seqs)",
-        "        self.worker.prefill(seqs)",
+        "        if self.idle:\n            return\n        if self.policy.lazy_draft:",
+        "        if self.policy.lazy_draft:",
         ("tests/executor/test_engine.py::test_plain_decoding_leaves_the_draft_alone",),
     ),
     # ---- session 5: the packed GEMM, plain-step short paths, probes ----------------------
@@ -321,6 +321,39 @@ MUTATIONS = [
         "self.cost_model.observe(timing)",
         ("tests/policies/test_load_adaptive.py::test_a_probe_measures_how_far_off_the_model_is_for_its_shape",
          "tests/executor/test_load_adaptive_engine.py::test_a_probe_drafts_over_its_own_cache_row_and_does_not_teach_the_draft_fit"),
+    ),
+    # ---- session 6: a lazy draft, catch-up pricing, the exploration budget ------------------
+    Mutation(
+        "eager-draft-prefill",
+        "dynamic-cost prefills every prompt into the draft at admission, used or not",
+        "specgrove/executor/draft_side.py",
+        "        if self.policy.lazy_draft:",
+        "        if False:",
+        ("tests/executor/test_load_adaptive_engine.py::test_the_draft_caches_a_prompt_only_when_the_policy_first_speculates_on_it",),
+    ),
+    Mutation(
+        "catch-up-priced-as-the-option",
+        "the tokens a switch catches up on count as the option's own cost (its slowness)",
+        "specgrove/policies/dynamic.py",
+        "        if x is not None and timing.catch_up_tokens:",
+        "        if False:",
+        ("tests/policies/test_load_adaptive.py::test_catching_up_is_priced_as_a_cost_of_switching_not_of_the_option",),
+    ),
+    Mutation(
+        "explorations-ignore-their-cost",
+        "an exploration that lost time does not delay the next one",
+        "specgrove/policies/dynamic.py",
+        "        due = self._run >= self._patience and self._debt_s <= 0.0",
+        "        due = self._run >= self._patience",
+        ("tests/policies/test_load_adaptive.py::test_an_exploration_that_lost_time_waits_for_its_share_of_the_time",),
+    ),
+    Mutation(
+        "first-step-outlier-sticks",
+        "an option's measured time is an exponential average from its first step",
+        "specgrove/policies/dynamic.py",
+        "            w = max(0.1, 1.0 / self._measured_n[option])",
+        "            w = 0.1",
+        ("tests/policies/test_load_adaptive.py::test_one_slow_first_step_does_not_stand_for_an_option_s_next_ten",),
     ),
 
 ]

@@ -91,6 +91,11 @@ class DynamicCost(Dynamic):
     """
 
     explore_every = 16
+    # Explorations may cost at most this share of the time: after one that lost t seconds
+    # against plain decoding (an exploration at batch 16 loses about three plain steps), the
+    # next waits for t / explore_share seconds of steps, whatever the step count.
+    explore_share = 0.03
+    plain_first = 3  # online: plain steps timed before any shape is tried
     PLAIN = "plain"
     lazy_draft = True  # a request decoded plainly throughout never costs a draft forward
 
@@ -133,6 +138,7 @@ class DynamicCost(Dynamic):
         # must not keep the raw model's guess for dozens of its steps.
         self._measured_s: dict[str, float | None] = dict.fromkeys((*shapes, self.PLAIN))
         self._measured_x: dict[str, tuple[float, ...] | None] = dict.fromkeys((*shapes, self.PLAIN))
+        self._measured_n = dict.fromkeys((*shapes, self.PLAIN), 0)  # steps measured, per option
         self._step_x: tuple[float, ...] | None = None  # this step's features, when its option is known
         self._step_gains: list[float] = []  # this step's expected tokens, per request
         self._options = (*shapes, self.PLAIN)
@@ -141,26 +147,42 @@ class DynamicCost(Dynamic):
         self._choice, self._run, self._patience = shapes[0], 0, self.explore_every
         self._shape: str | None = shapes[0]  # this step's shape (None: plain)
         self._probe = False  # this step tries its shape on one request only
+        self._probes = 0  # probes run so far (they take the batch's requests in turn)
+        self._exploring = False  # this step runs an option other than the verdict, to learn
+        # Seconds of steps still to run before the next exploration (online only): what the
+        # last one lost against plain decoding, over ``explore_share``.
+        self._debt_s = 0.0
 
     def step_budget(self, budget: int, context_tokens) -> int:
         self._step_gains = []
         if budget <= 0:
             return budget
         unknown = [x for x in self.shapes if self._stats[x] is None]
-        exploring = bool(unknown) or self._run >= self._patience
-        if unknown:
+        # Online, plain decoding is timed first, over a few steps: the shapes are measured
+        # against it, and one slow plain step right after a probe once made plain decoding look
+        # 1.8x slower than it ran, and a batch of 4 speculate, losing, for 12 steps.
+        timing_plain = isinstance(self.cost_model, OnlineCostModel) and self._measured_n[self.PLAIN] < self.plain_first
+        due = self._run >= self._patience and self._debt_s <= 0.0
+        exploring = not timing_plain and (bool(unknown) or due)
+        if timing_plain:
+            option = self.PLAIN
+        elif unknown:
             option = unknown[0]  # nothing known of it yet: run it to learn what it yields
-        elif self._run >= self._patience:  # explore the option tried longest ago, once
+        elif due:  # explore the option tried longest ago, once
             option = min((o for o in self._options if o != self._choice), key=self._last_tried.get)
         else:
             option = self._best(len(context_tokens), int(sum(context_tokens)))
         self._probe = exploring and option != self.PLAIN and len(context_tokens) > 1
+        self._exploring = exploring
         if option == self._choice:
             self._run += 1
-        elif self._run >= self._patience:  # an exploration step: the verdict stood so far
+        elif due:  # an exploration step: the verdict stood so far
             self._run, self._patience = 0, min(self._patience * 2, 16 * self.explore_every)
         else:  # the verdict changed: look again soon
-            self._choice, self._run, self._patience = option, 1, self.explore_every
+            # The count since the last exploration goes on: a verdict flipping between two
+            # shapes must not starve the others of their re-tries (at batch 4 it once kept a
+            # stale plain-decoding estimate for 45 steps of losing speculation).
+            self._choice, self._run, self._patience = option, self._run + 1, self.explore_every
         self._last_tried[option] = self._now
         self._now += 1
         n, ctx = len(context_tokens), int(sum(context_tokens))
@@ -175,7 +197,8 @@ class DynamicCost(Dynamic):
     def probe_rows(self, num_requests: int) -> list[int] | None:
         if not (self._shape and self._probe):
             return None
-        return [self._now % num_requests]  # a different request each time
+        self._probes += 1
+        return [self._probes % num_requests]  # the requests in turn, one per probe
 
     def _step_s(self, option: str, n: int, ctx: int) -> float:
         """The cost model's time for one step of ``option`` over ``n`` requests."""
@@ -251,13 +274,18 @@ class DynamicCost(Dynamic):
         # work are the batch's, and are learnt from.
         self.cost_model.observe(dataclasses.replace(timing, round_widths=()) if self._probe else timing)
         option = self._shape or self.PLAIN
+        measured = timing.draft_s + timing.verify_s + timing.other_s
+        self._owe(measured, timing)
         if x is not None:
-            measured = timing.draft_s + timing.verify_s + timing.other_s
+            # A running mean over the first ten steps, then an exponential average: one slow
+            # first step of an option that then runs rarely must not stand for ten of its steps.
+            self._measured_n[option] += 1
+            w = max(0.1, 1.0 / self._measured_n[option])
             if self._measured_s[option] is None:
                 self._measured_s[option], self._measured_x[option] = measured, x
             else:
-                self._measured_s[option] += 0.1 * (measured - self._measured_s[option])
-                self._measured_x[option] = tuple(m + 0.1 * (v - m) for m, v in zip(self._measured_x[option], x))
+                self._measured_s[option] += w * (measured - self._measured_s[option])
+                self._measured_x[option] = tuple(m + w * (v - m) for m, v in zip(self._measured_x[option], x))
         if self._shape is not None and not self._probe and self._step_gains and timing.emitted_tokens:
             realised = timing.emitted_tokens / timing.num_requests
             expected = float(np.mean(self._step_gains))
@@ -267,6 +295,17 @@ class DynamicCost(Dynamic):
             else:
                 self._emitted[x] += 0.1 * (realised - self._emitted[x])
                 self._expected[x] += 0.1 * (expected - self._expected[x])
+
+    def _owe(self, measured: float, timing) -> None:
+        """Start the wait after an exploration (what it took beyond the plain steps that would
+        have emitted its tokens, over ``explore_share``), or pay it down by a step's time."""
+        if not self._exploring:
+            self._debt_s -= measured
+            return
+        n = timing.num_requests
+        plain_s = 1.0 / self._rate(self.PLAIN, n, timing.context_tokens)  # a plain step's time
+        lost = measured - timing.emitted_tokens / n * plain_s
+        self._debt_s = max(lost, 0.0) / self.explore_share
 
     def realism(self, shape: str) -> float:
         """Emitted over expected tokens of ``shape``'s recent steps (1 until observed)."""

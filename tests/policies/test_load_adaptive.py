@@ -132,7 +132,7 @@ def test_shapes_are_learnt_and_re_tried_on_one_request_in_turn():
     # on a single request, a different one each time.
     assert all(len(rows) == 1 for _, rows in probes)
     assert [step for step, _ in probes][:2] == [0, 1]
-    assert len({rows[0] for _, rows in probes}) == len(probes)  # never the same request twice in a row here
+    assert [rows[0] for _, rows in probes] == [(1 + i) % 4 for i in range(len(probes))]  # in turn
 
 
 def test_realism_is_a_ratio_of_averages_not_an_average_of_ratios():
@@ -198,6 +198,50 @@ def test_observations_kept_until_a_solve_sum_as_if_added_one_by_one(xs, ys):
         a, b = forget * a + np.outer(v, v), forget * b + v
     batched.solve()
     assert np.allclose(batched.a, a, rtol=1e-9) and np.allclose(batched.b, b, rtol=1e-9)
+
+
+def _explorations(share, steps=400):
+    """Step indices at which an online policy explored, at batch 4, when an exploration takes
+    20 plain steps' time and emits 5 tokens (a plain step: 4)."""
+    model = OnlineCostModel(SLOW_DRAFT)
+    policy = registry.create("tree", "dynamic-cost", cost_model=model, topk=3, frontier=3, max_depth=5,
+                             shapes=("tree",))
+    policy.explore_share = share
+    split = registry.get("batch-budget", "uniform")
+    plain_s = SLOW_DRAFT.target_forward_s(4, 4, 400)
+    explored = []
+    for step in range(steps):
+        spec = speculate(policy, split, 16, 64, [100] * 4,
+                         lambda ids, exps: [PAIR.drafter(3 + i)(e) for i, e in zip(ids, exps)])
+        if policy._exploring:
+            explored.append(step)
+        took, emitted = (20 * plain_s, 5) if spec.num_rounds else (plain_s, 4)
+        policy.observe_step(StepTiming(4, 4 + sum(len(t) for t in spec.trees), 400, tuple(spec.round_widths),
+                                       took / 2, took / 2, 0.0, emitted))
+    return explored
+
+
+def test_an_exploration_that_lost_time_waits_for_its_share_of_the_time():
+    """After an exploration that lost about 19 plain steps' time, the next waits for that over
+    ``explore_share`` (3%: some 630 plain steps), not for the 16 steps of the schedule; with a
+    share that makes the wait short, the schedule alone decides (from step 0, 16 steps, then
+    33, 65, 129 apart). The tree is first tried at step 3, after plain decoding is timed."""
+    assert _explorations(0.03) == [3]
+    assert _explorations(100.0) == [3, 16, 49, 114, 243]
+
+
+def test_one_slow_first_step_does_not_stand_for_an_option_s_next_ten():
+    """An option's first measured step took twice the model's time, the next two exactly it:
+    its slowness is their running mean (4/3), not an average that keeps 0.9 of the outlier."""
+    model = OnlineCostModel(CHEAP_DRAFT)
+    policy = registry.create("tree", "dynamic-cost", cost_model=model, shapes=("tree",))
+    policy._shape, policy._probe = None, False
+    x = policy._features("plain", 4, 400)
+    for factor in (2.0, 1.0, 1.0):
+        policy._step_x = x
+        took = factor * policy._priced_s(x)
+        policy.observe_step(StepTiming(4, 4, 400, (), 0.0, took, 0.0, 4))
+    assert policy.slowness("plain") == pytest.approx(4 / 3, rel=0.02)  # the model refits at 8 steps
 
 
 def test_a_refit_model_is_not_corrected_twice():
