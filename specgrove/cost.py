@@ -9,10 +9,9 @@ every model states explicitly (zero where it has none), so nothing a fit found i
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
-
-import operator
 
 import numpy as np
 
