@@ -355,5 +355,46 @@ MUTATIONS = [
         "            w = 0.1",
         ("tests/policies/test_load_adaptive.py::test_one_slow_first_step_does_not_stand_for_an_option_s_next_ten",),
     ),
+    Mutation(
+        "lookup-matches-itself",
+        "the n-gram index records the context's own last n-gram, so a match can be the suffix itself",
+        "specgrove/policies/lookup.py",
+        "            toks.append(int(tok))\n",
+        "            toks.append(int(tok))\n"
+        "            self._after[tuple(toks[len(toks) - 1:])] = len(toks) - 1  # MUTANT\n",
+        ("tests/policies/test_lookup.py::test_the_index_finds_what_a_scan_finds",),
+    ),
+    Mutation(
+        "lookup-keeps-whole-matches",
+        "dynamic-cost verifies a whole match whatever its tokens' chances and prices",
+        "specgrove/policies/dynamic.py",
+        "        return scores[: int(np.sum(scores * value_s > extra_s))]  # scores fall with depth",
+        "        return scores",
+        ("tests/policies/test_lookup.py::test_dynamic_cost_keeps_the_part_of_a_match_that_pays_at_the_margin",),
+    ),
+    Mutation(
+        "lookup-learning-ignores-mismatches",
+        "a match's tokens after the first mismatch with the emitted ones are still counted",
+        "specgrove/policies/dynamic.py",
+        "                if tok != real:\n                    break\n",
+        "                if tok != real:\n                    continue\n",
+        ("tests/policies/test_lookup.py::test_every_step_teaches_lookup_its_acceptance_from_the_emitted_tokens",),
+    ),
+    Mutation(
+        "sure-proposals-accepted-too-often",
+        "a deterministic proposal (a lookup chain's token) is taken as drawn with chance 1/2: accepted with 2 p(x)",
+        "specgrove/executor/verify.py",
+        "                q = torch.zeros_like(p)\n                q[x] = 1.0\n",
+        "                q = torch.zeros_like(p)\n                q[x] = 0.5\n",
+        ("tests/executor/test_lookup_engine.py::test_sampled_tokens_follow_the_target_law",),
+    ),
+    Mutation(
+        "calibration-fits-lookup-chains-as-draft-trees",
+        "calibration's draft fit reads prompt-lookup chains as the draft's trees",
+        "specgrove/calibration/acceptance_fit.py",
+        "        if not share.parents or not share.scores or share.lookup_order >= 0:  # a lookup chain: not the draft's",
+        "        if not share.parents or not share.scores:",
+        ("tests/calibration/test_calibration.py::test_recovers_prompt_lookup_s_orders_and_acceptance",),
+    ),
 
 ]

@@ -119,6 +119,7 @@ class StepTiming:
     # seen yet (a prompt, with a lazy draft prefill; tokens of plain steps). The draft prices
     # them like tree nodes in the round that carried them.
     catch_up_tokens: int = 0
+    emitted: tuple[tuple[int, ...], ...] = ()  # each request's emitted tokens, in batch order
 
 
 class _Ridge:

@@ -58,6 +58,9 @@ class RequestShare:
     scores: tuple[float, ...] = ()  # each node's score as the policy ranked it (draft probability,
     #                                 or its mapped acceptance under a confidence map)
     accepted_nodes: tuple[int, ...] = ()  # the accepted path, root to deepest
+    # Where the tree came from: -1, the draft (or no tree); n >= 0, a prompt-lookup chain copied
+    # from an order-n match in the request's own context (0: the context had no match).
+    lookup_order: int = -1
 
 
 @dataclass(frozen=True)

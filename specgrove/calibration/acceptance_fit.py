@@ -8,6 +8,9 @@ Two products, one per simulator mode:
   ``P(accept child) = scale * score ** gamma`` is fitted by maximum likelihood over every
   level the verification walk reached: at a node on the accepted path its children were
   tested, and the trace says which one (if any) the target took.
+* Exact mode, prompt lookup (``sim.acceptance.SyntheticLookup``): per match order, the
+  share of lookup chains that came from it, and per depth the share of reached tokens that
+  were accepted (a token is reached when every token above it was accepted).
 * Tabulated mode: the measured per-request rows (tree size, emitted tokens, depth, expanded
   nodes), per method and domain, which the simulator draws from instead of its own samples
   when the scenario runs that method.
@@ -33,7 +36,7 @@ def confidence_levels(trace: Trace) -> list[tuple[np.ndarray, int]]:
     """Every tested level: (children's scores, index of the accepted child or -1)."""
     levels = []
     for _, share in trace.request_steps():
-        if not share.parents or not share.scores:
+        if not share.parents or not share.scores or share.lookup_order >= 0:  # a lookup chain: not the draft's
             continue
         kids, scores = _children(share.parents), np.asarray(share.scores)
         node, path = -1, list(share.accepted_nodes)
@@ -53,7 +56,7 @@ def fit_draft(trace: Trace) -> dict:
     """``SyntheticDraft`` parameters (and the fit's evidence) from traced trees."""
     top1, second_share, levels = [], [], confidence_levels(trace)
     for _, share in trace.request_steps():
-        if not share.parents or not share.scores:
+        if not share.parents or not share.scores or share.lookup_order >= 0:
             continue
         scores = np.asarray(share.scores)
         for kids in _children(share.parents).values():
@@ -93,6 +96,42 @@ def fit_draft(trace: Trace) -> dict:
     scale, gamma = float(1 / (1 + np.exp(-best.x[0]))), float(np.exp(best.x[1]))
     return {"confidence_mean": mean, "confidence_concentration": float(concentration),
             "tail_ratio": tail_ratio, "scale": scale, "gamma": gamma, "levels": len(levels)}
+
+
+def fit_lookup(trace: Trace, max_depth: int = 8) -> dict:
+    """``SyntheticLookup`` parameters from the traced lookup steps (``lookup_order`` >= 0), with
+    their evidence; empty when the traces verified no lookup chain. The order shares count
+    every request of a lookup step, a match or none (a policy that chose lookup for its good
+    matches, as ``dynamic-cost`` does, overstates them; the fixed ``lookup`` method does not)."""
+    orders: Counter = Counter()
+    reached = np.zeros((0, max_depth))
+    accepted = np.zeros((0, max_depth))
+    for _, share in trace.request_steps():
+        if share.lookup_order < 0:
+            continue
+        n = share.lookup_order
+        orders[n] += 1
+        if n == 0 or share.tree_size == 0:
+            continue
+        if n > len(reached):
+            grow = n - len(reached)
+            reached = np.vstack([reached, np.zeros((grow, max_depth))])
+            accepted = np.vstack([accepted, np.zeros((grow, max_depth))])
+        for j in range(min(share.accepted_len + 1, share.tree_size, max_depth)):
+            reached[n - 1, j] += 1
+            accepted[n - 1, j] += j < share.accepted_len
+    total = sum(orders.values())
+    if not total or not len(reached):
+        return {}
+    accept = []
+    for r, a in zip(reached, accepted):
+        seen = r > 0
+        # Depths past the deepest one reached repeat the last measured chance (none: 0.5).
+        rates = (a[seen] / r[seen]).tolist() if seen.any() else [0.5]
+        accept.append([round(x, 4) for x in rates])
+    return {"orders": [round(orders[n] / total, 4) for n in range(1, len(reached) + 1)], "accept": accept,
+            "evidence": {"requests": total, "reached": reached.astype(int).tolist(),
+                         "accepted": accepted.astype(int).tolist()}}
 
 
 def acceptance_curve(trace: Trace, edges=np.linspace(0, 1, 11)) -> dict:

@@ -24,7 +24,7 @@ MIN_METHOD_STEPS = 100  # a method traced for fewer steps gets no cost model of 
 @dataclass
 class Profile:
     cost: AffineCostModel  # fitted on every step of every method
-    draft: dict  # SyntheticDraft parameters (exact mode)
+    draft: dict  # SyntheticDraft parameters (exact mode); empty: not fitted (no draft tree traced)
     # method -> domain -> distinct [tree size, accepted + 1, rounds, expanded, count] (tabulated)
     acceptance_rows: dict[str, dict[str, list[list[int]]]]
     sources: list[str] = field(default_factory=list)  # the traces it was fitted on
@@ -38,6 +38,9 @@ class Profile:
     # and the last chunk out (``calibrate --clients``; 0 without client runs). The simulator
     # adds it to every request's TTFT and E2E.
     frontend_s: float = 0.0
+    # Prompt lookup's behaviour (``SyntheticLookup`` parameters: orders, accept), fitted on the
+    # traced lookup chains; empty when the traces verified none.
+    lookup: dict = field(default_factory=dict)
 
     def cost_for(self, method: str) -> AffineCostModel:
         return self.cost_by_method.get(method, self.cost)
@@ -45,8 +48,8 @@ class Profile:
     def to_json(self) -> dict:
         return {"version": PROFILE_VERSION, "sources": self.sources, "cost": asdict(self.cost),
                 "cost_by_method": {m: asdict(c) for m, c in self.cost_by_method.items()},
-                "frontend_s": self.frontend_s, "draft": self.draft, "acceptance_rows": self.acceptance_rows,
-                "fit": self.fit}
+                "frontend_s": self.frontend_s, "draft": self.draft, "lookup": self.lookup,
+                "acceptance_rows": self.acceptance_rows, "fit": self.fit}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
@@ -65,8 +68,8 @@ def load_profile(path: str | Path) -> Profile:
                            f"this reader reads {PROFILE_VERSION}")
     model = _cost_model(data.get("cost"), f"{path}: 'cost'")
     draft = data.get("draft")
-    if not isinstance(draft, dict) or any(k not in draft for k in DRAFT_FIELDS):
-        raise ProfileError(f"{path}: 'draft' must have {', '.join(DRAFT_FIELDS)}")
+    if not isinstance(draft, dict) or (draft and any(k not in draft for k in DRAFT_FIELDS)):
+        raise ProfileError(f"{path}: 'draft' must have {', '.join(DRAFT_FIELDS)} (or be empty: not fitted)")
     by_method = data.get("cost_by_method", {})
     if not isinstance(by_method, dict):
         raise ProfileError(f"{path}: 'cost_by_method' must map method -> cost terms")
@@ -81,8 +84,16 @@ def load_profile(path: str | Path) -> Profile:
     frontend = data.get("frontend_s", 0.0)
     if isinstance(frontend, bool) or not isinstance(frontend, (int, float)) or not 0 <= frontend < 60:
         raise ProfileError(f"{path}: 'frontend_s' must be seconds in [0, 60), got {frontend!r}")
-    return Profile(model, {k: float(draft[k]) for k in DRAFT_FIELDS}, rows, list(data.get("sources", [])),
-                   data.get("fit", {}), by_method, float(frontend))
+    lookup = data.get("lookup", {})
+    if lookup:
+        from specgrove.sim.acceptance import SyntheticLookup
+
+        try:
+            SyntheticLookup(tuple(lookup["orders"]), tuple(tuple(a) for a in lookup["accept"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProfileError(f"{path}: 'lookup' must hold orders and accept chances ({exc})") from None
+    return Profile(model, {k: float(draft[k]) for k in DRAFT_FIELDS if k in draft}, rows, list(data.get("sources", [])),
+                   data.get("fit", {}), by_method, float(frontend), lookup)
 
 
 def _cost_model(cost, where: str) -> AffineCostModel:
@@ -119,16 +130,24 @@ def frontend_latency(trace: Trace, client_ttft_s: list[float]) -> float:
 
 def calibrate(trace: Trace, sources: list[str]) -> tuple[Profile, list]:
     """Fit a profile to a trace; also returns the cost components (for the report's plot)."""
-    from specgrove.calibration.acceptance_fit import acceptance_curve, acceptance_rows, fit_draft
+    from specgrove.calibration.acceptance_fit import acceptance_curve, acceptance_rows, fit_draft, fit_lookup
     from specgrove.calibration.cost_fit import fit_cost
 
     if not trace.steps:
         raise ProfileError("the traces hold no steps")
     model, comps = fit_cost(trace)
-    fitted = fit_draft(trace)
-    draft = {k: fitted[k] for k in DRAFT_FIELDS}
+    lookup = fit_lookup(trace)
     fit = {c.name: c.quality() for c in comps}
-    fit["acceptance"] = {"levels": fitted["levels"], "curve": acceptance_curve(trace)}
+    try:
+        fitted = fit_draft(trace)
+    except ValueError:
+        if not lookup:
+            raise
+        # Prompt lookup alone: no draft tree to fit, so the draft stays the pair's own.
+        draft, fit["acceptance"] = {}, {"levels": 0, "curve": None}
+    else:
+        draft = {k: fitted[k] for k in DRAFT_FIELDS}
+        fit["acceptance"] = {"levels": fitted["levels"], "curve": acceptance_curve(trace)}
     costs, fit["by_method"] = {}, {}
     parts = by_method(trace)
     if len(parts) > 1:
@@ -136,4 +155,6 @@ def calibrate(trace: Trace, sources: list[str]) -> tuple[Profile, list]:
             if method and len(part.steps) >= MIN_METHOD_STEPS:
                 costs[method], method_comps = fit_cost(part)
                 fit["by_method"][method] = {c.name: c.quality() for c in method_comps}
-    return Profile(model, draft, acceptance_rows(trace), sources, fit, costs), comps
+    if lookup:
+        fit["lookup"] = lookup.pop("evidence")
+    return Profile(model, draft, acceptance_rows(trace), sources, fit, costs, lookup=lookup), comps

@@ -40,12 +40,26 @@ def markdown(profile: Profile, command: str) -> str:
         lines.append("")
     lines += [
               "## Acceptance", "",
-              f"Synthetic draft (exact mode), fitted on {profile.fit.get('acceptance', {}).get('levels', 0)} tested "
-              "tree levels: " + ", ".join(f"`{k}` {profile.draft[k]:.3f}" for k in DRAFT_FIELDS), "",
+              (f"Synthetic draft (exact mode), fitted on {profile.fit.get('acceptance', {}).get('levels', 0)} tested "
+               "tree levels: " + ", ".join(f"`{k}` {profile.draft[k]:.3f}" for k in DRAFT_FIELDS)
+               if profile.draft else "Synthetic draft: not fitted (the traces hold no draft tree); the pair's own stands."),
+              "",
+              *_lookup_lines(profile),
               "Measured rows (tabulated mode): " + ", ".join(
                   f"`{m}` ({', '.join(f'{d}: {sum(x[4] for x in r)} request steps' for d, r in by.items())})"
                   for m, by in profile.acceptance_rows.items())]
     return "\n".join(lines) + "\n"
+
+
+def _lookup_lines(profile: Profile) -> list[str]:
+    if not profile.lookup:
+        return []
+    evidence = profile.fit.get("lookup", {})
+    lines = [f"Prompt lookup (exact mode), fitted on {evidence.get('requests', 0)} request steps of lookup chains:", "",
+             "| match order | share of requests | acceptance by depth |", "|---:|---:|---|"]
+    for n, (share, accept) in enumerate(zip(profile.lookup["orders"], profile.lookup["accept"]), start=1):
+        lines.append(f"| {n} | {share:.3f} | {', '.join(f'{p:.2f}' for p in accept)} |")
+    return lines + [""]
 
 
 def plot(profile: Profile, components: list, path: Path) -> None:

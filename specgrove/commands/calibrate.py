@@ -55,7 +55,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:>6}: {q['points']} points, R² {q['r2']:.4f}, relative error p50 {q['rel_error_p50']:.1%} "
                   f"p99 {q['rel_error_p99']:.1%}")
     d = profile.draft
-    print(f" draft: confidence {d['confidence_mean']:.3f}, acceptance = {d['scale']:.3f} q^{d['gamma']:.3f}")
+    if d:
+        print(f" draft: confidence {d['confidence_mean']:.3f}, acceptance = {d['scale']:.3f} q^{d['gamma']:.3f}")
+    else:
+        print(" draft: not fitted (no draft tree in the traces)")
+    if profile.lookup:
+        shares = ", ".join(f"order {n}: {p:.2f}" for n, p in enumerate(profile.lookup["orders"], start=1))
+        print(f"lookup: matches {shares}; first-token acceptance "
+              + ", ".join(f"{a[0]:.2f}" for a in profile.lookup["accept"]))
     if args.clients:
         print(f" front-end: clients saw {profile.frontend_s * 1e3:.2f} ms more TTFT than the servers")
     print(f"wrote {out}, {out.with_suffix('.md').name}, {out.with_suffix('.png').name}")

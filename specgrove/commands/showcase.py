@@ -41,20 +41,25 @@ def _decode(pair, policy, budget, num_tokens, sampling, seed, first=None):
     import torch
 
     from specgrove.executor.verify import verify_greedy, verify_sampling
-    from specgrove.policies import grow_tree
+    from specgrove.policies.lookup import NgramIndex
+    from specgrove.policies.speculation import speculate
 
     target = torch.tensor(pair.target)
     gen = torch.Generator().manual_seed(seed)
     out, steps, nodes, rounds = [0], 0, 0, 0
+    context = NgramIndex(policy.max_ngram, policy.min_ngram)  # what prompt lookup copies from
     while len(out) <= num_tokens:
         drafter = pair.drafter(out[-1])
+        context.extend(out[len(context):])
 
-        def counted(expansion, drafter=drafter):
+        def counted(ids, expansions, drafter=drafter):
             nonlocal rounds
             rounds += 1
-            return drafter(expansion)
+            return [drafter(e) for e in expansions]
 
-        tree = grow_tree(policy, counted, budget)
+        # The shared speculation step, over a batch of one request that keeps the whole budget.
+        tree = speculate(policy, lambda _, total: [total], budget, budget, [len(out)], counted,
+                         lookup=lambda _, k: context.match(k)).trees[0]
         rows = target[torch.tensor(np.concatenate([[out[-1]], tree.tokens]), dtype=torch.long)]
         result = verify_sampling(tree, rows, gen) if sampling else verify_greedy(tree, rows.argmax(-1))
         if first is not None and not first:

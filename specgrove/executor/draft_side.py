@@ -18,6 +18,7 @@ from specgrove.executor.draft_worker import DraftWorker, Growth
 from specgrove.executor.request_state import RequestState
 from specgrove.executor.runtime import LeanModel
 from specgrove.policies.base import TreePolicy
+from specgrove.policies.lookup import NgramIndex
 from specgrove.policies.speculation import Speculation, speculate
 
 
@@ -30,6 +31,7 @@ class LocalDraft:
         # A policy that never drafts (``ar``), or no budget to draft with: the draft model
         # neither prefills prompts nor catches up on tokens (the simulator charges it nothing).
         self.idle = not policy.uses_draft(budget)
+        self.contexts: dict[int, NgramIndex] = {}  # request id -> its context, for prompt lookup
 
     @property
     def model(self) -> LeanModel:
@@ -50,10 +52,21 @@ class LocalDraft:
         growths = self.worker.begin(seqs)
         spec = speculate(self.policy, self.split, self.budget, self.budget * len(seqs),
                          [s.target_len for s in seqs],
-                         lambda ids, expansions: self.worker.round(growths, ids, expansions))
+                         lambda ids, expansions: self.worker.round(growths, ids, expansions),
+                         lookup=lambda i, k: self.lookup(seqs[i], k))
         self.growths = growths
         caught_up = sum(len(g.seq.draft_pending) - 1 for g in growths if g.has_pending_run)
         return dataclasses.replace(spec, catch_up_tokens=caught_up) if caught_up else spec
+
+    def lookup(self, seq: RequestState, k: int) -> tuple[list[int], int]:
+        """Up to ``k`` tokens proposed from ``seq``'s own context (prompt, then generated), and
+        the order of their match."""
+        index = self.contexts.get(seq.request_id)
+        if index is None:
+            index = self.contexts[seq.request_id] = NgramIndex(self.policy.max_ngram, self.policy.min_ngram)
+            index.extend(seq.prompt)
+        index.extend(seq.generated[len(index) - len(seq.prompt):])
+        return index.match(k)
 
     def commit(self, seqs: list[RequestState], spec: Speculation, outcomes: list[tuple[list[int], int]]) -> None:
         if self.idle:
@@ -67,4 +80,6 @@ class LocalDraft:
         self.model.cache.copy_row(seq.row, new_row, seq.draft_len)
 
     def retire(self, request_ids: list[int]) -> None:
-        """Nothing to do: this process's states are the engine's own."""
+        """Forget their lookup contexts (the request states are the engine's own)."""
+        for rid in request_ids:
+            self.contexts.pop(rid, None)

@@ -256,15 +256,18 @@ class SpecEngine:
             seq.num_steps += 1
         tracing = self.on_trace is not None
         if tracing:  # before _retire, which reports finished requests
+            orders = spec.lookup_orders or (-1,) * len(seqs)
             shares = [RequestShare(seq.request_id, context, len(tree), tree.depth, verdict.num_accepted,
                                    len(emitted), tuple(tree.parents.tolist()), tuple(tree.probs.tolist()),
-                                   tuple(verdict.accepted_nodes))
-                      for seq, tree, verdict, context, (_, emitted) in zip(seqs, trees, verdicts, cached, out)]
+                                   tuple(verdict.accepted_nodes), order)
+                      for seq, tree, verdict, context, (_, emitted), order
+                      in zip(seqs, trees, verdicts, cached, out, orders)]
         self._retire()
         t3 = time.perf_counter()
         self.policy.observe_step(StepTiming(len(seqs), sum(len(t) + 1 for t in trees), sum(cached),
                                             tuple(spec.round_widths), t1 - t0, t2 - t1, t3 - t2,
-                                            sum(len(v.tokens) for v in verdicts), spec.catch_up_tokens))
+                                            sum(len(v.tokens) for v in verdicts), spec.catch_up_tokens,
+                                            tuple(tuple(v.tokens) for v in verdicts)))
         if tracing:
             self.on_trace(StepRecord(
                 index, t0, t3, len(seqs), sum(len(t) + 1 for t in trees), sum(cached),

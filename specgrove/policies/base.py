@@ -70,6 +70,12 @@ class TreePolicy:
     # admission. For a policy that may decode plainly for long (``dynamic-cost`` at a large
     # batch), so that a request it never speculates on costs no draft work at all.
     lazy_draft: bool = False
+    # Prompt lookup (``specgrove.policies.lookup``): the tokens each request's match is asked
+    # for every step (0: the policy never proposes from the request's own context), and the
+    # n-gram sizes matched.
+    lookup_length: int = 0
+    max_ngram: int = 3
+    min_ngram: int = 1
 
     def uses_draft(self, budget: int) -> bool:
         """Whether a run of this policy at ``budget`` nodes per request needs the draft at
@@ -88,6 +94,21 @@ class TreePolicy:
         """Each request's growth budget this step, before any draft round runs; 0 makes the
         step plain decoding. Fixed policies keep the configured budget."""
         return budget
+
+    def see_matches(self, matches: list[tuple[list[int], int]] | None) -> None:
+        """Before ``step_budget``, for a policy with a ``lookup_length``: each request's
+        prompt-lookup match this step, as (tokens, n-gram order; 0 for none); None where the
+        caller has no lookup to offer."""
+
+    def step_lookup(self) -> bool:
+        """Asked after ``step_budget``: whether this step verifies the requests' lookup
+        matches (``lookup_tree``) instead of growing a draft tree (the default)."""
+        return False
+
+    def lookup_tree(self, tokens: list[int], order: int, context_tokens: int = 0) -> Tree:
+        """The tree a request verifies from its prompt-lookup match: ``tokens`` followed the
+        latest earlier occurrence of its context's last ``order`` tokens (0: no match)."""
+        raise NotImplementedError(f"{type(self).__name__} does not propose by prompt lookup")
 
     def probe_rows(self, num_requests: int) -> list[int] | None:
         """Asked after ``step_budget``: the requests (batch indices) that alone speculate this

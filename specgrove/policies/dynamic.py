@@ -17,6 +17,7 @@ import numpy as np
 from specgrove.cost import CostModel, OnlineCostModel
 from specgrove.policies.base import ROOT, PartialTree, TreeGrowth, TreePolicy
 from specgrove.policies.confidence import ConfidenceMap, as_confidence_map
+from specgrove.policies.lookup import chain_tree
 from specgrove.registry import register
 from specgrove.tree import Tree, select_top
 
@@ -96,6 +97,8 @@ class DynamicCost(Dynamic):
     # next waits for t / explore_share seconds of steps, whatever the step count.
     explore_share = 0.03
     plain_first = 3  # online: plain steps timed before any shape is tried
+    lookup_prior = 0.5  # a lookup token's chance of acceptance before any is verified
+    lookup_timed_after = 10  # lookup steps run before lookup is timed by its own steps
     PLAIN = "plain"
     lazy_draft = True  # a request decoded plainly throughout never costs a draft forward
 
@@ -106,12 +109,19 @@ class DynamicCost(Dynamic):
         frontier: int = 4,
         max_depth: int = 6,
         confidence: ConfidenceMap | dict | None = None,
-        shapes: tuple[str, ...] | list[str] = ("tree", "chain"),
+        shapes: tuple[str, ...] | list[str] = ("tree", "chain", "lookup"),
+        lookup_length: int = 8,
+        lookup_accept: list[list[float]] | None = None,
     ) -> None:
         super().__init__(topk=topk, frontier=frontier, max_depth=max_depth, confidence=confidence)
         if cost_model is None:
             raise ValueError("dynamic-cost needs a cost_model (executor: measured; sim: the scenario's)")
-        widths = {"tree": (topk, frontier), "chain": (1, 1)}
+        if lookup_length < 1:
+            raise ValueError(f"dynamic-cost lookup_length must be >= 1, got {lookup_length}")
+        self.lookup_length = lookup_length if "lookup" in shapes else 0
+        # (topk, frontier) of each shape's draft rounds; ``lookup`` runs none (its chain is
+        # copied from the request's context, ``specgrove.policies.lookup``).
+        widths = {"tree": (topk, frontier), "chain": (1, 1), "lookup": (1, 1)}
         shapes = tuple(shapes)
         if not shapes or any(x not in widths for x in shapes) or len(set(shapes)) != len(shapes):
             raise ValueError(f"dynamic-cost shapes must be distinct names from {', '.join(widths)}, got {list(shapes)}")
@@ -152,26 +162,58 @@ class DynamicCost(Dynamic):
         # Seconds of steps still to run before the next exploration (online only): what the
         # last one lost against plain decoding, over ``explore_share``.
         self._debt_s = 0.0
+        # Prompt lookup: per match order n and depth j, (accepted, reached) counts, pseudo-counted
+        # from ``lookup_prior``; a node's score is the chance that it and every node above it
+        # are accepted. Every step's matches are scored against the tokens the step emitted,
+        # whatever the step verified: the emitted tokens are the target's own choices (its
+        # argmax, or a sample of its distribution, whose chance of being x is what accepting
+        # a proposed x takes), so lookup is valued from every step, at no cost.
+        self._lookup_counts = np.zeros((self.max_ngram + 1, max(lookup_length, 1), 2))
+        self._lookup_counts[:, :, 0] = self.lookup_prior * 2.0
+        self._lookup_counts[:, :, 1] = 2.0
+        if lookup_accept is not None:  # known chances (the simulator's), weighed as 50 observations
+            if len(lookup_accept) > self.max_ngram or any(
+                    not a or any(not 0 <= p <= 1 for p in a) for a in lookup_accept):
+                raise ValueError(f"dynamic-cost lookup_accept must give, per match order 1..{self.max_ngram}, "
+                                 "chances in [0, 1]")
+            for n, chances in enumerate(lookup_accept, start=1):
+                depth = np.minimum(np.arange(self._lookup_counts.shape[1]), len(chances) - 1)
+                self._lookup_counts[n, :, 0] = 50.0 * np.asarray(chances)[depth]
+                self._lookup_counts[n, :, 1] = 50.0
+        self._matches: list[tuple[list[int], int]] | None = None  # this step's lookup matches
+        # This step's price of a lookup token: (what a plain step spends per token, what one
+        # more token adds to the verification forward).
+        self._token_value = (0.0, 0.0)
+
+    def see_matches(self, matches: list[tuple[list[int], int]] | None) -> None:
+        self._matches = matches
 
     def step_budget(self, budget: int, context_tokens) -> int:
         self._step_gains = []
         if budget <= 0:
             return budget
-        unknown = [x for x in self.shapes if self._stats[x] is None]
+        # Lookup is an option when this step has matches to weigh (the simulator gives none);
+        # valued from them every step, it is never explored, only chosen.
+        lookup_now = bool(self.lookup_length) and self._matches is not None
+        if lookup_now:  # and when some request keeps a token of its match: else it is plain
+            lookup_now = self._weigh_matches(len(context_tokens), int(sum(context_tokens)))
+        options = self._options if lookup_now else tuple(o for o in self._options if o != "lookup")
+        unknown = [x for x in self.shapes if x != "lookup" and self._stats[x] is None]
+        others = [o for o in options if o not in (self._choice, "lookup")]
         # Online, plain decoding is timed first, over a few steps: the shapes are measured
         # against it, and one slow plain step right after a probe once made plain decoding look
         # 1.8x slower than it ran, and a batch of 4 speculate, losing, for 12 steps.
         timing_plain = isinstance(self.cost_model, OnlineCostModel) and self._measured_n[self.PLAIN] < self.plain_first
-        due = self._run >= self._patience and self._debt_s <= 0.0
+        due = self._run >= self._patience and self._debt_s <= 0.0 and bool(others)
         exploring = not timing_plain and (bool(unknown) or due)
         if timing_plain:
             option = self.PLAIN
         elif unknown:
             option = unknown[0]  # nothing known of it yet: run it to learn what it yields
         elif due:  # explore the option tried longest ago, once
-            option = min((o for o in self._options if o != self._choice), key=self._last_tried.get)
+            option = min(others, key=self._last_tried.get)
         else:
-            option = self._best(len(context_tokens), int(sum(context_tokens)))
+            option = self._best(len(context_tokens), int(sum(context_tokens)), options)
         self._probe = exploring and option != self.PLAIN and len(context_tokens) > 1
         self._exploring = exploring
         if option == self._choice:
@@ -193,6 +235,26 @@ class DynamicCost(Dynamic):
             return 0
         self.topk, self.frontier = self._widths[self._shape]  # this step's growth
         return budget
+
+    def step_lookup(self) -> bool:
+        return self._shape == "lookup"
+
+    def _weigh_matches(self, n: int, ctx: int) -> bool:
+        """What the lookup option would yield this step, from the matches themselves: each
+        request's kept chain (``lookup_tree``) and its expected tokens. Known every step, at no
+        draft cost, so lookup never needs exploring. Returns whether any request keeps a token."""
+        cm = self.cost_model
+        plain_token_s = 1.0 / (n * self._rate(self.PLAIN, n, ctx))
+        extra_s = (cm.target_forward_s(n, n + 1, ctx) - cm.target_forward_s(n, n, ctx)) * self.slowness("lookup")
+        self._token_value = (plain_token_s, extra_s)
+        gain = size = 0.0
+        for tokens, order in self._matches:
+            scores = self._kept_scores(tokens, order)
+            gain += 1.0 + float(scores.sum())
+            size += len(scores)
+        count = max(len(self._matches), 1)
+        self._stats["lookup"] = [gain / count, size / count, 0.0]
+        return size > 0
 
     def probe_rows(self, num_requests: int) -> list[int] | None:
         if not (self._shape and self._probe):
@@ -231,7 +293,12 @@ class DynamicCost(Dynamic):
 
     def _rate(self, option: str, n: int, ctx: int) -> float:
         """Expected tokens per second per request of a step of ``option`` (plain: 1 token)."""
-        gain = 1.0 if option == self.PLAIN else self._stats[option][0] * self.realism(option)
+        if option == self.PLAIN:
+            gain = 1.0
+        elif option == "lookup":  # this step's matches, scored by what verification made of such
+            gain = self._stats[option][0]
+        else:
+            gain = self._stats[option][0] * self.realism(option)
         online = isinstance(self.cost_model, OnlineCostModel)  # the same time, priced in one product
         step_s = self._priced_s(self._features(option, n, ctx)) if online else self._step_s(option, n, ctx)
         return gain / (step_s * self.slowness(option))
@@ -239,22 +306,29 @@ class DynamicCost(Dynamic):
     def slowness(self, option: str) -> float:
         """Measured over modelled time of ``option``'s recent steps, the model priced as it
         stands now (1 until observed)."""
+        if option == "lookup" and self._measured_n[option] < self.lookup_timed_after:
+            # Until lookup has run for a while, it is timed as a plain step with more tokens in
+            # the forward, which the model prices. Its first steps pay for forward shapes new to
+            # the math library (one cost 6 ms where 3 were due): timed by them alone, it would
+            # never run again. Later its own time counts, with what the model cannot price
+            # (a batch with trees in it attends in two calls where a plain one needs one).
+            option = self.PLAIN
         measured = self._measured_s[option]
         if measured is None:
             return 1.0
         priced = self._priced_s(self._measured_x[option])
         return measured / priced if priced > 0 else 1.0
 
-    def _best(self, n: int, ctx: int) -> str:
+    def _best(self, n: int, ctx: int, options: tuple[str, ...]) -> str:
         """The option with the highest expected rate (ties: the order of ``shapes``, then plain)."""
-        rates = [self._rate(o, n, ctx) for o in self._options]
-        return self._options[max(range(len(rates)), key=rates.__getitem__)]  # the first of equals
+        rates = [self._rate(o, n, ctx) for o in options]
+        return options[max(range(len(rates)), key=rates.__getitem__)]  # the first of equals
 
     def observe_step(self, timing) -> None:
         if not isinstance(self.cost_model, OnlineCostModel):
             return
         x = self._step_x
-        if self._probe and self._shape is not None and timing.round_widths:
+        if self._probe and self._shape is not None:
             # The probe as the model prices it: its rounds over one request, the batch's target
             # forward with the probe's tree in it. Measured against that, the probe tells how
             # far off the model is for this shape before the whole batch bets on it (at batch
@@ -275,6 +349,8 @@ class DynamicCost(Dynamic):
         self.cost_model.observe(dataclasses.replace(timing, round_widths=()) if self._probe else timing)
         option = self._shape or self.PLAIN
         measured = timing.draft_s + timing.verify_s + timing.other_s
+        if self._matches and timing.emitted:
+            self._learn_lookup(timing.emitted)
         self._owe(measured, timing)
         if x is not None:
             # A running mean over the first ten steps, then an exponential average: one slow
@@ -286,8 +362,13 @@ class DynamicCost(Dynamic):
             else:
                 self._measured_s[option] += w * (measured - self._measured_s[option])
                 self._measured_x[option] = tuple(m + w * (v - m) for m, v in zip(self._measured_x[option], x))
-        if self._shape is not None and not self._probe and self._step_gains and timing.emitted_tokens:
-            realised = timing.emitted_tokens / timing.num_requests
+        if self._shape is not None and self._step_gains and timing.emitted_tokens:
+            if self._probe:
+                # The others decoded plainly, one token each (verdicts are counted before
+                # a request's end cuts them): what the probed request emitted is the rest.
+                realised = timing.emitted_tokens - (timing.num_requests - 1)
+            else:
+                realised = timing.emitted_tokens / timing.num_requests
             expected = float(np.mean(self._step_gains))
             x = self._shape
             if self._emitted[x] is None:
@@ -295,6 +376,18 @@ class DynamicCost(Dynamic):
             else:
                 self._emitted[x] += 0.1 * (realised - self._emitted[x])
                 self._expected[x] += 0.1 * (expected - self._expected[x])
+
+    def _learn_lookup(self, emitted) -> None:
+        """Score this step's matches against what each request emitted: per order and depth,
+        a token is reached when every token above it matched, and accepted when it matches
+        too; the emitted tokens end where the step's knowledge ends."""
+        counts = self._lookup_counts
+        for (tokens, order), out in zip(self._matches, emitted):
+            for j, (tok, real) in enumerate(zip(tokens, out)):
+                counts[order, j, 1] += 1.0
+                if tok != real:
+                    break
+                counts[order, j, 0] += 1.0
 
     def _owe(self, measured: float, timing) -> None:
         """Start the wait after an exploration (what it took beyond the plain steps that would
@@ -357,6 +450,27 @@ class DynamicCost(Dynamic):
         if len(candidates):  # a speculative step (a plain one has no candidates to learn from)
             self._remember(float(gain[best]), best, candidates.depth)
         return best
+
+    def lookup_scores(self, order: int, length: int) -> np.ndarray:
+        """Each node's chance of acceptance, path included, in a chain of ``length`` tokens
+        from a match of ``order``: the product of the measured per-depth acceptances."""
+        accepted, reached = self._lookup_counts[order, :length].T
+        return np.cumprod(accepted / reached)
+
+    def _kept_scores(self, tokens: list[int], order: int) -> np.ndarray:
+        """The scores of the longest prefix of a match whose every token pays at the margin:
+        its chance of acceptance, valued at what a plain step spends per token at this batch
+        size, against what one more token adds to the verification forward (expected accepted
+        tokens per unit cost, token by token). A wide batch keeps only its surest matches;
+        batch 1, whose forward barely grows with a few more tokens, keeps them all."""
+        if not tokens:
+            return np.empty(0)
+        scores = self.lookup_scores(order, len(tokens))
+        value_s, extra_s = self._token_value
+        return scores[: int(np.sum(scores * value_s > extra_s))]  # scores fall with depth
+
+    def lookup_tree(self, tokens: list[int], order: int, context_tokens: int = 0) -> Tree:
+        return chain_tree(tokens[: len(self._kept_scores(tokens, order))])
 
     def select(self, candidates: Tree, budget: int, context_tokens: int = 0) -> Tree:
         return select_top(candidates, self.best_budget(candidates, budget, context_tokens))

@@ -18,6 +18,9 @@ from specgrove.tree import Tree
 
 # A batch-budget policy: (each request's candidate scores, the step's node total) -> shares.
 BudgetSplit = Callable[[Sequence[np.ndarray], int], list[int]]
+# Prompt lookup: (request index, max tokens) -> the tokens its own context proposes and the
+# order of the n-gram match they come from (``NgramIndex.match``).
+LookupFn = Callable[[int, int], tuple[list[int], int]]
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ class Speculation:
     trees: list[Tree]  # the selected trees the target verifies
     round_widths: list[int]  # expanded nodes in each draft round (one draft forward each)
     catch_up_tokens: int = 0  # tokens fed beyond the roots in the first round (the executor's draft)
+    # A lookup step: per request, the order of the match its chain came from (0: none; -1: a
+    # request that did not take part, in a probe). Empty when the draft proposed.
+    lookup_orders: tuple[int, ...] = ()
 
     @property
     def num_rounds(self) -> int:
@@ -36,7 +42,8 @@ class Speculation:
 
 
 def speculate(policy: TreePolicy, split: BudgetSplit, grow_budget: int, total_budget: int,
-              context_tokens: Sequence[int], draft: BatchDraftFn, plan: bool = True) -> Speculation:
+              context_tokens: Sequence[int], draft: BatchDraftFn, plan: bool = True,
+              lookup: LookupFn | None = None) -> Speculation:
     """One step for a batch of ``len(context_tokens)`` decoding requests.
 
     ``grow_budget``: each request's growth budget; ``total_budget``: the step's node total that
@@ -46,17 +53,33 @@ def speculate(policy: TreePolicy, split: BudgetSplit, grow_budget: int, total_bu
     yields.
     """
     widths: list[int] = []
+    matches = None
+    if policy.lookup_length:  # the requests' own contexts propose first: the policy weighs them
+        if lookup is not None:
+            matches = [lookup(i, policy.lookup_length) for i in range(len(context_tokens))]
+        policy.see_matches(matches)
     if plan:
         grow_budget = policy.step_budget(grow_budget, context_tokens)
     if grow_budget <= 0:  # plain decoding this step: no draft round, empty trees
         empty = [Tree.empty()] * len(context_tokens)
         return Speculation(empty, [0] * len(context_tokens), empty, widths)
 
+    probing = policy.probe_rows(len(context_tokens)) if plan else None
+    if policy.step_lookup():  # chains from the requests' contexts, no draft round
+        if matches is None:
+            raise ValueError(f"{type(policy).__name__} proposes by prompt lookup, and no lookup was given")
+        rows = range(len(context_tokens)) if probing is None else probing
+        trees = [Tree.empty()] * len(context_tokens)
+        orders = [-1] * len(context_tokens)
+        for i in rows:
+            tokens, orders[i] = matches[i]
+            trees[i] = policy.lookup_tree(tokens[:grow_budget], orders[i], int(context_tokens[i]))
+        return Speculation(trees, [len(t) for t in trees], trees, widths, lookup_orders=tuple(orders))
+
     def counted(ids: list[int], expansions: list[Expansion]) -> list[DraftTopK]:
         widths.append(sum(len(e.nodes) for e in expansions))
         return draft(ids, expansions)
 
-    probing = policy.probe_rows(len(context_tokens)) if plan else None
     if probing is None:
         growths = [policy.grow(grow_budget) for _ in context_tokens]
     else:  # a probe: these requests speculate, the rest decode plainly this step

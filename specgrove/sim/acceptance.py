@@ -12,6 +12,12 @@ maps to acceptance; renormalised if the siblings' sum passes 1); with what is le
 matches and the walk stops. ``scale = gamma = 1`` is a draft whose probabilities are exactly
 its acceptance rates, the assumption behind EAGLE-2's ranking by cumulative probability.
 
+Prompt lookup (``lookup``, and ``dynamic-cost``'s lookup shape) copies its proposals from the
+request's own context, so no draft answers them: ``SyntheticLookup`` draws each request's match
+order (the n of the longest n-gram of its context's end seen before, or none), and
+verification accepts the chain's j-th token with the order's measured chance at depth j,
+given the tokens above it were accepted.
+
 Tabulated mode precomputes, per domain and per-request budget, a few thousand exact samples
 of (tree size, draft rounds, expanded nodes, accepted length) and draws rows from them: one
 numpy call per step instead of a Python tree per request.
@@ -46,6 +52,38 @@ class SyntheticDraft:
         return c / total if total > 1.0 else c
 
 
+@dataclass(frozen=True)
+class SyntheticLookup:
+    """The simulated prompt lookup (scenario section ``[acceptance.lookup]``; a calibration
+    profile's ``lookup`` fit): ``orders[n - 1]`` is the chance that a step's longest match has
+    order n (what is left: no match), ``accept[n - 1][j]`` the chance that a chain from an
+    order-n match has its token at depth j accepted, given the tokens above it were (the last
+    value goes on for deeper tokens)."""
+
+    orders: tuple[float, ...] = (0.6, 0.07, 0.33)
+    accept: tuple[tuple[float, ...], ...] = ((0.3, 0.7, 0.65, 0.6), (0.55, 0.5, 0.35, 0.3), (0.95, 0.95, 0.9, 0.75, 0.6))
+
+    def __post_init__(self) -> None:
+        if not self.orders or any(p < 0 for p in self.orders) or sum(self.orders) > 1 + 1e-9:
+            raise ValueError(f"lookup orders must be chances summing to at most 1, got {list(self.orders)}")
+        if len(self.accept) != len(self.orders) or any(not a or any(not 0 <= p <= 1 for p in a) for a in self.accept):
+            raise ValueError("lookup accept needs, per order, a non-empty list of chances in [0, 1]")
+
+    def draw_orders(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Each of ``n`` requests' match order this step (0: none)."""
+        cum = np.cumsum(self.orders)
+        drawn = np.searchsorted(cum, rng.random(n), side="right") + 1
+        return np.where(drawn > len(self.orders), 0, drawn)
+
+    def accepted(self, order: int, length: int, rng: np.random.Generator) -> int:
+        """How many of a ``length``-token chain from an order-``order`` match are accepted."""
+        chances = self.accept[order - 1]
+        for j in range(length):
+            if rng.random() >= chances[min(j, len(chances) - 1)]:
+                return j
+        return length
+
+
 def accepted_path(parents: np.ndarray, probs: np.ndarray, draft: SyntheticDraft, rng: np.random.Generator) -> list[int]:
     """Walk root to leaf: at each level at most one child is the target's token. Returns the
     accepted nodes, root to deepest."""
@@ -72,13 +110,16 @@ class Outcome:
     candidates: list | None = None  # exact mode: each request's candidate tree, pre-select
     trees: list | None = None  # exact mode: the verified trees
     paths: list | None = None  # exact mode: each tree's accepted nodes
+    lookup_orders: tuple[int, ...] = ()  # exact mode, a lookup step: each request's match order
 
 
 class ExactAcceptance:
     """Real policy code on synthetic draft answers: grow, split the budget, select, walk."""
 
-    def __init__(self, policy: TreePolicy, budget_fn: Callable, drafts: Sequence[SyntheticDraft], budget: int, batch_node_budget: int = 0):
+    def __init__(self, policy: TreePolicy, budget_fn: Callable, drafts: Sequence[SyntheticDraft], budget: int,
+                 batch_node_budget: int = 0, lookup: SyntheticLookup | None = None):
         self.policy, self.budget_fn, self.drafts = policy, budget_fn, list(drafts)
+        self.lookup = lookup or SyntheticLookup()
         self.budget, self.batch_node_budget = budget, batch_node_budget
         # Per-domain parameters as arrays, so one round of a whole batch is one Beta draw.
         self._mean = np.array([c.confidence_mean for c in self.drafts])
@@ -113,19 +154,25 @@ class ExactAcceptance:
         return out
 
     def speculate(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator,
-                  budget: int | None = None, draft=None) -> Speculation:
+                  budget: int | None = None, draft=None, lookup=None) -> Speculation:
         """The shared speculation step on synthetic answers (or on ``draft``'s, a
         ``BatchDraftFn``). With ``budget`` given (table building), every request keeps exactly
         that many nodes, bypassing the batch-budget policy; it still grows with the full
         per-request budget, as exact mode does before a share cuts it (so a table for a small
-        share charges the draft work the real step would)."""
+        share charges the draft work the real step would). ``lookup``: the requests' prompt
+        lookup matches (a ``LookupFn``); by default drawn from the synthetic lookup."""
         n = len(domains)
         if draft is None:
             draft = lambda ids, exps: self.draft_round(ids, exps, domains, rng)  # noqa: E731
+        if lookup is None and self.policy.lookup_length:
+            orders = self.lookup.draw_orders(n, rng).tolist()
+            # The chain's tokens are placeholders: the walk reads only the match's order.
+            lookup = lambda i, k: ([0] * k, orders[i]) if orders[i] else ([], 0)  # noqa: E731
         if budget is None:
-            return speculate(self.policy, self.budget_fn, self.budget, self.total_budget(n), contexts, draft)
+            return speculate(self.policy, self.budget_fn, self.budget, self.total_budget(n), contexts, draft,
+                             lookup=lookup)
         return speculate(self.policy, lambda scores, _: [budget] * len(scores), self.budget, budget * n, contexts, draft,
-                         plan=False)
+                         plan=False, lookup=lookup)
 
     def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator, budget: int | None = None) -> Outcome:
         """One step for a batch: speculate, then walk each tree to its accepted length."""
@@ -134,12 +181,16 @@ class ExactAcceptance:
         sizes = np.zeros(n, dtype=np.int64)
         accepted = np.zeros(n, dtype=np.int64)
         paths = []
+        orders = spec.lookup_orders
         for i, tree in enumerate(spec.trees):
             sizes[i] = len(tree)
-            paths.append(accepted_path(tree.parents, tree.probs, self.drafts[domains[i]], rng))
+            if orders and orders[i] > 0:  # a chain: nodes 0, 1, 2, ... root to leaf
+                paths.append(list(range(self.lookup.accepted(orders[i], len(tree), rng))))
+            else:
+                paths.append(accepted_path(tree.parents, tree.probs, self.drafts[domains[i]], rng))
             accepted[i] = len(paths[-1])
         return Outcome(sizes, accepted + 1, [(1, float(w)) for w in spec.round_widths], int(sizes.sum()),
-                       spec.candidates, spec.trees, paths)
+                       spec.candidates, spec.trees, paths, orders)
 
 
 @dataclass(frozen=True)

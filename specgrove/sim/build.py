@@ -9,7 +9,7 @@ returns, so nothing is built twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from specgrove import registry
 from specgrove.cost import CostModel
-from specgrove.sim.acceptance import SyntheticDraft
+from specgrove.sim.acceptance import SyntheticDraft, SyntheticLookup
 from specgrove.sim.costmodel import RooflineCostModel
 from specgrove.sim.hardware import GPUS, LINKS, Placement, Topology
 from specgrove.sim.models import MODELS, PAIRS, context_tokens
@@ -36,6 +36,7 @@ class Built:
     measured_rows: dict[int, np.ndarray] | None = None  # domain index -> a profile's rows (tabulated)
     context_tokens: int = 1 << 62  # the longest request (prompt + output) the pair serves
     frontend_s: float = 0.0  # a profile's client-side latency on top of the server's (TTFT, E2E)
+    lookup: SyntheticLookup = field(default_factory=SyntheticLookup)  # prompt lookup's behaviour
 
 
 def _synthetic_drafts(s: Scenario, domains: list[str], profile=None) -> list[SyntheticDraft]:
@@ -50,6 +51,18 @@ def _synthetic_drafts(s: Scenario, domains: list[str], profile=None) -> list[Syn
             params.update(s.acceptance.domains[d].model_dump(exclude_none=True))
         out.append(SyntheticDraft(**params))
     return out
+
+
+def _synthetic_lookup(s: Scenario, profile=None) -> SyntheticLookup:
+    """The pair's prompt-lookup behaviour, then a profile's fit, then the scenario's own."""
+    params = dict(PAIRS[s.models.pair].lookup_behaviour) if s.models.pair else {}
+    if profile is not None:
+        params.update(profile.lookup)
+    params.update(s.acceptance.lookup.model_dump(exclude_none=True))
+    try:
+        return SyntheticLookup(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) for k, v in params.items()})
+    except ValueError as exc:
+        raise ScenarioError(f"acceptance.lookup: {exc}") from None
 
 
 def _check_draft(c: SyntheticDraft, where: str) -> None:
@@ -114,7 +127,7 @@ def build(s: Scenario) -> Built:
         measured = {i: np.asarray(by_domain[d], dtype=np.int64) for i, d in enumerate(domains)
                     if by_domain.get(d)} or None
     built = Built(placements, cost, capacity, domains, drafts, trace, measured, context_tokens(target, draft),
-                  profile.frontend_s if profile is not None else 0.0)
+                  profile.frontend_s if profile is not None else 0.0, _synthetic_lookup(s, profile))
     make_tree_policy(s, built)
     make_scheduler(s)
     return built
@@ -135,6 +148,9 @@ def make_tree_policy(s: Scenario, built: Built):
     options = dict(s.policies.tree_options)
     if s.policies.tree == "dynamic-cost":
         options.setdefault("cost_model", built.cost)
+        # What the executor's policy learns in its first steps (every step scores the
+        # matches against the emitted tokens), known here from the start.
+        options.setdefault("lookup_accept", [list(a) for a in built.lookup.accept])
     try:
         return registry.create("tree", s.policies.tree, **options)
     except (TypeError, ValueError) as exc:

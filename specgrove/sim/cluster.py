@@ -37,7 +37,8 @@ class SimCluster:
 
         policy = make_tree_policy(s, built)
         budget_fn = registry.get("batch-budget", s.policies.batch_budget)
-        exact = ExactAcceptance(policy, budget_fn, built.drafts, s.policies.tree_budget, s.policies.batch_node_budget)
+        exact = ExactAcceptance(policy, budget_fn, built.drafts, s.policies.tree_budget, s.policies.batch_node_budget,
+                                built.lookup)
         if s.acceptance.mode == "tabulated":
             typical_ctx = int(mean_length(s.workload.prompt) + mean_length(s.workload.output) / 2)
             acceptance = TabulatedAcceptance(exact, table_rng, typical_ctx, s.acceptance.num_samples,

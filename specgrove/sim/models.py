@@ -54,11 +54,13 @@ MODELS: dict[str, ModelSpec] = {
 
 @dataclass(frozen=True)
 class PairPreset:
-    """A draft/target pair and its synthetic draft's default behaviour (``acceptance.SyntheticDraft``)."""
+    """A draft/target pair and its synthetic draft's default behaviour (``acceptance.SyntheticDraft``),
+    and its prompt lookup's (``acceptance.SyntheticLookup``; empty: that class's defaults)."""
 
     target: str
     draft: str
     draft_behaviour: dict = field(default_factory=dict)
+    lookup_behaviour: dict = field(default_factory=dict)
 
 
 # Draft confidence means are rough: larger, same-family drafts agree with their target more.

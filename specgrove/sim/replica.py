@@ -294,8 +294,9 @@ class Replica:
             for i, (rid, c, e) in enumerate(zip(rids, ctx, emitted)):
                 if out.trees is not None:
                     tree, path = out.trees[i], out.paths[i]
+                    order = out.lookup_orders[i] if out.lookup_orders else -1
                     shares.append(RequestShare(rid, c, len(tree), tree.depth, len(path), e, tuple(tree.parents.tolist()),
-                                               tuple(tree.probs.tolist()), tuple(path)))
+                                               tuple(tree.probs.tolist()), tuple(path), order))
                 else:
                     shares.append(RequestShare(rid, c, int(out.tree_sizes[i]), 0, int(out.emitted[i]) - 1, e))
         widths = [w for count, w in (out.draft_rounds if out is not None else []) for _ in range(count)]

@@ -165,11 +165,20 @@ class SyntheticDraftSpec(Strict):
     gamma: float | None = Field(None, gt=0)
 
 
+class SyntheticLookupSpec(Strict):
+    # Per match order n (1, 2, ...): the chance a step's longest context match has order n, and
+    # the chances a chain from such a match has its token at depth j accepted (given the ones
+    # above it were). See ``acceptance.SyntheticLookup``.
+    orders: list[float] | None = None
+    accept: list[list[float]] | None = None
+
+
 class AcceptanceSpec(Strict):
     mode: Literal["exact", "tabulated"] = "exact"
     num_samples: int = Field(1024, ge=16, le=MAX_NUM_SAMPLES)  # tabulated: exact samples per (domain, budget)
     draft: SyntheticDraftSpec = SyntheticDraftSpec()  # the synthetic draft's behaviour
     domains: dict[str, SyntheticDraftSpec] = {}
+    lookup: SyntheticLookupSpec = SyntheticLookupSpec()  # prompt lookup's behaviour
 
 
 class PoliciesSpec(Strict):

@@ -105,3 +105,29 @@ def test_bad_profiles_are_named(tmp_path):
         parse_scenario(scenario(calibration__profile=str(bad)))
     with pytest.raises(ScenarioError, match="calibration.profile: .*cannot read profile"):
         parse_scenario(scenario(calibration__profile=str(tmp_path / "none.json")))
+
+
+def test_recovers_prompt_lookup_s_orders_and_acceptance(tmp_path):
+    """A simulated ``lookup`` run with known match orders and per-depth acceptance, traced and
+    calibrated: the profile's lookup fit is the law that generated it, and a scenario on the
+    profile takes it."""
+    orders, accept = [0.5, 0.1, 0.3], [[0.3, 0.6], [0.5], [0.9, 0.8, 0.7]]
+    path = tmp_path / "lookup.jsonl"
+    run_scenario(scenario(policies={"tree": "lookup", "tree_options": {"length": 4}, "tree_budget": 12},
+                          acceptance__lookup={"orders": orders, "accept": accept}),
+                 cost_model=TRUE_COST, trace_path=path)
+    trace = read_trace(path)
+    shares = [r for s in trace.steps for r in s.requests]
+    assert shares and all(r.lookup_order >= 0 for r in shares)
+    profile = calibrate(trace, [str(path)])[0]
+    np.testing.assert_allclose(profile.lookup["orders"], orders, atol=0.02)
+    for got, want in zip(profile.lookup["accept"], accept):
+        # The last given chance goes on for deeper tokens (a chain is 4 long).
+        want = [want[min(j, len(want) - 1)] for j in range(len(got))]
+        np.testing.assert_allclose(got, want, atol=0.05)
+    assert profile.fit["lookup"]["requests"] == len(shares)
+    saved = tmp_path / "profile.json"
+    profile.save(saved)
+    assert load_profile(saved).lookup == profile.lookup
+    # The draft fit takes no lookup chain for a draft tree: this trace has none to fit.
+    assert profile.fit["acceptance"]["levels"] == 0

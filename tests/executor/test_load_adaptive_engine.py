@@ -43,18 +43,34 @@ def _run(cost_model, batch=4):
     return got, want, steps, engine
 
 
-def test_a_slow_draft_makes_dynamic_cost_plain_decoding():
-    got, want, steps, _ = _run(SLOW_DRAFT)
+def test_where_every_kind_of_speculation_loses_dynamic_cost_decodes_plainly():
+    # A slow draft, and verification tokens as dear as a whole forward: neither a draft tree
+    # nor a prompt-lookup chain can pay.
+    losing = AffineCostModel(target_base_s=0.001, target_per_token_s=0.002, draft_base_s=0.05, draft_per_token_s=1e-3)
+    got, want, steps, _ = _run(losing)
     assert got == want
     plain = [s for s in steps if s.draft_rounds == 0]
     assert len(plain) / len(steps) > 0.8  # every step but the probes
     assert all(s.tokens_in_forward == s.batch_size for s in plain)  # roots only: no tree
 
 
+def test_a_slow_draft_leaves_dynamic_cost_the_free_proposals_of_prompt_lookup():
+    # Verification tokens cheap, the draft slow: the requests' own contexts propose (no draft
+    # round), the draft only on probes.
+    got, want, steps, _ = _run(SLOW_DRAFT)
+    assert got == want
+    undrafted = [s for s in steps if s.draft_rounds == 0]
+    assert len(undrafted) / len(steps) > 0.8
+    lookups = [s for s in undrafted if s.tokens_in_forward > s.batch_size]
+    assert lookups, "matches in the context are verified"
+    accepted = sum(r.accepted_len for s in lookups for r in s.requests)
+    assert accepted > 0
+
+
 def test_a_cheap_draft_keeps_speculating():
     got, want, steps, _ = _run(CHEAP_DRAFT)
     assert got == want
-    plain = [i for i, s in enumerate(steps) if s.draft_rounds == 0]
+    plain = [i for i, s in enumerate(steps) if s.tokens_in_forward == s.batch_size]  # no tree at all
     assert len(plain) <= len(steps) // 16  # only the explorations of plain decoding
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from tiny_models import VOCAB, perturbed_copy, tiny
 
 from specgrove.cost import AffineCostModel
-from specgrove.executor import draft_worker
+from specgrove.executor import draft_side, draft_worker
 from specgrove.executor.engine import EngineConfig, SpecEngine, build_engine
 from specgrove.sim.build import resolve
 from specgrove.sim.cluster import SimCluster
@@ -28,7 +28,8 @@ BUDGET = 6
 COST = AffineCostModel(5e-3, 4e-5, 3e-4, 1e-5, 1e-6, 0.0)  # speculation pays: budgets get split
 TREE_OPTIONS = {
     "dynamic": {"topk": 3, "frontier": 3, "max_depth": 4},
-    "dynamic-cost": {"topk": 3, "frontier": 3, "max_depth": 4},
+    # Lookup's chances given to both worlds (the simulator would otherwise take its own).
+    "dynamic-cost": {"topk": 3, "frontier": 3, "max_depth": 4, "lookup_accept": [[0.4, 0.6], [0.7], [0.9, 0.8]]},
     "sequoia": {"acceptance": [0.6, 0.2, 0.05], "max_depth": 4},
 }
 
@@ -43,8 +44,14 @@ def executor_steps(method, batch_budget, monkeypatch):
         options["cost_model"] = COST
     config = EngineConfig(method=method, budget=BUDGET, batch_budget=batch_budget, max_batch=3)
     engine = build_engine(target, draft, config, options)
-    steps, rounds = [], []
+    steps, rounds, matches = [], [], {}
     original_round, original_speculate = draft_worker.DraftWorker.round, SpecEngine.speculate
+    original_lookup = draft_side.LocalDraft.lookup
+
+    def recording_lookup(self, seq, k):
+        match = original_lookup(self, seq, k)
+        matches[[s.request_id for s in engine.active].index(seq.request_id)] = match
+        return match
 
     def recording_round(self, every, ids, expansions):
         answers = original_round(self, every, ids, expansions)
@@ -53,13 +60,15 @@ def executor_steps(method, batch_budget, monkeypatch):
 
     def recording_speculate(self, seqs):
         rounds.clear()
+        matches.clear()
         contexts = [s.target_len for s in seqs]
         spec = original_speculate(self, seqs)
-        steps.append((contexts, list(rounds), spec))
+        steps.append((contexts, list(rounds), spec, dict(matches)))
         return spec
 
     monkeypatch.setattr(draft_worker.DraftWorker, "round", recording_round)
     monkeypatch.setattr(SpecEngine, "speculate", recording_speculate)
+    monkeypatch.setattr(draft_side.LocalDraft, "lookup", recording_lookup)
     rng = np.random.default_rng(1)
     for length in (9, 14, 5, 11):
         engine.add_request(rng.integers(1, VOCAB, int(rng.integers(3, 9))).tolist(), length)
@@ -86,10 +95,10 @@ def simulator_acceptance(method, batch_budget):
 def test_simulator_and_executor_decide_alike(method, batch_budget, monkeypatch):
     steps = executor_steps(method, batch_budget, monkeypatch)
     acceptance = simulator_acceptance(method, batch_budget)
-    batch_sizes = {len(contexts) for contexts, _, _ in steps}
+    batch_sizes = {len(contexts) for contexts, _, _, _ in steps}
     assert max(batch_sizes) == 3 and min(batch_sizes) < 3  # full batches, and a draining one
-    uneven = 0
-    for index, (contexts, rounds, real) in enumerate(steps):
+    uneven = lookups = 0
+    for index, (contexts, rounds, real, matches) in enumerate(steps):
         replay = iter(rounds)
 
         def recorded_answers(ids, expansions):
@@ -102,14 +111,20 @@ def test_simulator_and_executor_decide_alike(method, batch_budget, monkeypatch):
                 assert got.k == want.k
             return answers
 
+        # The requests' prompt-lookup matches, as the executor found them in their contexts.
         sim = acceptance.speculate(np.zeros(len(contexts), dtype=np.int64), np.array(contexts),
-                                   np.random.default_rng(0), draft=recorded_answers)
+                                   np.random.default_rng(0), draft=recorded_answers,
+                                   lookup=lambda i, k, matches=matches: (matches[i][0][:k], matches[i][1]))
         assert next(replay, None) is None, f"step {index}: the simulator ran fewer draft rounds"
         assert sim.budgets == real.budgets, f"step {index}"
         assert sim.round_widths == real.round_widths
+        assert sim.lookup_orders == real.lookup_orders
+        lookups += bool(real.lookup_orders)
         for got, want in zip(sim.candidates + sim.trees, real.candidates + real.trees):
             assert got == want, f"step {index}"
         uneven += len(set(real.budgets)) > 1
     assert len(steps) > 5
+    if method == "dynamic-cost":
+        assert lookups > 0  # it chose prompt lookup somewhere: matches were replayed too
     if batch_budget == "greedy-global" and method != "sequoia":
         assert uneven > 0  # the split really was uneven somewhere: budgets were tested

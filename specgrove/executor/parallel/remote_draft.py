@@ -105,6 +105,7 @@ class RemoteDraft:
         r = wire.Reader(self.link.recv())
         lane, n, busy_us, n_rounds = (int(x) for x in r.ints(4))
         widths = r.ints(n_rounds).tolist()
+        orders = tuple(r.ints(n).tolist())  # a lookup step's match orders (all -1 otherwise)
         trees = []
         for _ in range(n):
             k = r.int()
@@ -119,7 +120,8 @@ class RemoteDraft:
         t.requests += n
         t.nodes += sum(len(tr) for tr in trees)
         self.in_flight = None
-        return Speculation(candidates=[], budgets=[len(tr) for tr in trees], trees=trees, round_widths=widths)
+        return Speculation(candidates=[], budgets=[len(tr) for tr in trees], trees=trees, round_widths=widths,
+                           lookup_orders=orders if any(o >= 0 for o in orders) else ())
 
     def propose(self, seqs: list[RequestState]) -> Speculation:
         if self.in_flight is None:
@@ -149,6 +151,7 @@ class DraftLane:
                 s.target_len += 1 + n
             self.drafter.commit(self.active, self.last, outcomes)
         if done:
+            self.drafter.retire(sorted(done))
             keep = [s for s in self.active if s.request_id not in done]
             for row, s in enumerate(keep):
                 if s.row != row:
@@ -194,6 +197,7 @@ class DraftServer:
             spec, _ = mirror.propose()
             busy_us = int((time.perf_counter() - t0) * 1e6)
             w = wire.Writer().ints(lane, len(spec.trees), busy_us, spec.num_rounds).array(spec.round_widths)
+            w.array(spec.lookup_orders or [-1] * len(spec.trees))
             for tree in spec.trees:
                 w.ints(len(tree)).array(tree.tokens).array(tree.parents).floats(tree.probs)
             wire.send(w.tensor(), 0, self.ranks.data, self.ranks.data)

@@ -1,0 +1,156 @@
+"""Prompt lookup: the n-gram index finds what a brute-force scan of the context finds; the
+fixed ``lookup`` method verifies whole matches; ``dynamic-cost`` keeps the part of a match that
+pays at this batch size's token prices, learns each order's acceptance from every step's
+emitted tokens, and never offers lookup where no lookup is given (the simulator without one).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from specgrove import registry
+from specgrove.cost import AffineCostModel, OnlineCostModel, StepTiming
+from specgrove.policies import speculate
+from specgrove.policies.lookup import NgramIndex, chain_tree
+from specgrove.policies.synthetic import MarkovPair
+from specgrove.sim.acceptance import SyntheticLookup
+
+UNIFORM = registry.get("batch-budget", "uniform")
+PAIR = MarkovPair.random(vocab=24, seed=5, agreement=0.9, peak=0.05)
+
+
+def brute_force(tokens, k, max_n, min_n):
+    """The latest earlier occurrence of the longest suffix (max_n down to min_n) and what followed."""
+    for n in range(min(max_n, len(tokens)), min_n - 1, -1):
+        suffix = tokens[len(tokens) - n:]
+        for start in range(len(tokens) - n - 1, -1, -1):
+            if tokens[start:start + n] == suffix:
+                return tokens[start + n:start + n + k], n
+    return [], 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=40), st.integers(1, 4), st.integers(1, 4), st.integers(0, 6),
+       st.lists(st.integers(1, 7), max_size=8))
+def test_the_index_finds_what_a_scan_finds(tokens, max_n, min_n, k, chunks):
+    min_n = min(min_n, max_n)
+    index = NgramIndex(max_n, min_n)
+    at = 0
+    for size in chunks + [len(tokens)]:  # fed in pieces, as a request's tokens arrive
+        index.extend(tokens[at:at + size])
+        at = min(at + size, len(tokens))
+        assert index.match(k) == (brute_force(tokens[:at], k, max_n, min_n) if k else ([], 0))
+
+
+def test_golden_matches():
+    index = NgramIndex(3)
+    index.extend([7, 1, 2, 3, 9, 1, 2])
+    assert index.match(4) == ([3, 9, 1, 2], 2)  # "1 2" occurred before, followed by 3 9 1 2
+    index.extend([5])
+    assert index.match(4) == ([], 0)  # 5 never occurred before
+    index.extend([1, 2])
+    assert index.match(2) == ([5, 1], 2)  # the latest earlier "1 2" wins
+    with pytest.raises(ValueError, match="min_n <= max_n"):
+        NgramIndex(2, 3)
+
+
+def test_a_chain_tree_is_a_path_of_sure_proposals():
+    tree = chain_tree([4, 5, 6])
+    assert tree.parents.tolist() == [-1, 0, 1] and tree.tokens.tolist() == [4, 5, 6]
+    assert tree.probs.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_the_lookup_method_verifies_each_request_s_whole_match():
+    policy = registry.create("tree", "lookup", length=3)
+    matches = {0: ([5, 6, 7, 8], 2), 1: ([], 0), 2: ([9], 1)}
+    spec = speculate(policy, UNIFORM, 16, 48, [10, 10, 10], lambda ids, exps: pytest.fail("no draft round"),
+                     lookup=lambda i, k: (matches[i][0][:k], matches[i][1]))
+    assert [t.tokens.tolist() for t in spec.trees] == [[5, 6, 7], [], [9]]
+    assert spec.lookup_orders == (2, 0, 1) and spec.num_rounds == 0
+    assert not policy.uses_draft(16)  # no draft model: nothing to prefill or catch up
+    with pytest.raises(ValueError, match="no lookup was given"):
+        speculate(policy, UNIFORM, 16, 16, [10], lambda ids, exps: [])
+
+
+def dynamic_cost(cost, **kw):
+    return registry.create("tree", "dynamic-cost", cost_model=cost, topk=3, frontier=3, max_depth=4, **kw)
+
+
+def lookup_step(policy, matches, contexts=None):
+    contexts = contexts or [100] * len(matches)
+    return speculate(policy, UNIFORM, 16, 16 * len(matches), contexts,
+                     lambda ids, exps: [PAIR.drafter(3 + i)(e) for i, e in zip(ids, exps)],
+                     lookup=lambda i, k: (matches[i][0][:k], matches[i][1]))
+
+
+# A draft that cannot pay and verification tokens that cost little: lookup is the only gain.
+SLOW_DRAFT = AffineCostModel(target_base_s=0.010, target_per_token_s=0.0001, draft_base_s=0.050,
+                             draft_per_token_s=0.001)
+
+
+def test_dynamic_cost_keeps_the_part_of_a_match_that_pays_at_the_margin():
+    # Order-3 matches are accepted 90% of the time at every depth, order-1 ones 5%: a token
+    # at depth j pays when its chance (the product down to it) times a plain step's time per
+    # token (10.1 ms) beats what it adds to the forward (0.1 ms).
+    policy = dynamic_cost(SLOW_DRAFT, lookup_accept=[[0.05], [0.5], [0.9]], shapes=("lookup",))
+    spec = lookup_step(policy, [([1, 2, 3, 4, 5, 6, 7, 8], 3)])
+    assert len(spec.trees[0]) == 8  # 0.9 ** 8 = 0.43 > 0.1 / 10.1
+    spec = lookup_step(policy, [([1, 2, 3, 4, 5, 6, 7, 8], 1)])
+    assert len(spec.trees[0]) == 1  # 0.05 pays (0.5 ms > 0.1 ms), 0.0025 does not (0.025 ms)
+    # At batch 16 a plain step's time per token is a sixteenth: only the surest tokens pay.
+    # Order 2 (0.5 per depth) keeps 0.5 and 0.25 (x 0.725 ms > 0.1 ms), not 0.125.
+    spec = lookup_step(policy, [([1, 2, 3, 4, 5, 6, 7, 8], 2)] * 16)
+    want = int(np.sum(0.5 ** np.arange(1, 9) * (0.010 + 16 * 0.0001) / 16 > 0.0001))
+    assert want == 2 and [len(t) for t in spec.trees] == [want] * 16
+    spec = lookup_step(policy, [([1, 2, 3, 4, 5, 6, 7, 8], 2)])
+    assert len(spec.trees[0]) == 6  # at batch 1: 0.5 ** 6 x 10.1 ms = 0.16 ms
+
+
+def test_dynamic_cost_chooses_lookup_only_when_the_matches_pay():
+    policy = dynamic_cost(SLOW_DRAFT, lookup_accept=[[0.1], [0.5], [0.9]], shapes=("tree", "lookup"))
+    policy.step_budget(0, [])  # nothing happens at budget 0
+    chosen = []
+    for matches in ([([1, 2, 3], 3)], [([], 0)], [([4, 5], 3)]):
+        lookup_step(policy, matches)
+        chosen.append(policy._shape)
+    # The first step learns the tree (unknown); then no match: plain; then a sure match: lookup.
+    assert chosen == ["tree", None, "lookup"]
+
+
+def test_without_a_lookup_dynamic_cost_never_offers_it():
+    policy = dynamic_cost(SLOW_DRAFT, lookup_accept=[[0.9], [0.9], [0.9]])
+    for _ in range(30):
+        spec = speculate(policy, UNIFORM, 16, 64, [100] * 4,
+                         lambda ids, exps: [PAIR.drafter(3 + i)(e) for i, e in zip(ids, exps)])
+        assert policy._shape != "lookup" and not spec.lookup_orders
+
+
+def test_every_step_teaches_lookup_its_acceptance_from_the_emitted_tokens():
+    online = OnlineCostModel(SLOW_DRAFT)
+    policy = dynamic_cost(online, shapes=("lookup",))
+    prior = policy.lookup_scores(2, 3).copy()
+    policy.plain_first = 0
+    # Three requests with order-2 matches: the first emitted the match's first two tokens then
+    # another, the second its first token's rival, the third a rival and then (from a draft
+    # tree, say) the match's next tokens, which count for nothing past the first miss.
+    lookup_step(policy, [([5, 6, 7], 2), ([8, 9], 2), ([5, 6, 7], 2)])
+    policy.observe_step(StepTiming(3, 6, 300, (), 0.0, 0.01, 0.0, 8, 0, ((5, 6, 1), (3,), (4, 6, 7, 2))))
+    counts = policy._lookup_counts[2]
+    # depth 0: reached three times, accepted once; depth 1: reached and accepted once; depth 2:
+    # reached once, rejected (1 != 7). Each on top of the prior's 2 pseudo-observations at 0.5.
+    np.testing.assert_allclose(counts[:3], [[1 + 1, 2 + 3], [1 + 1, 2 + 1], [1 + 0, 2 + 1]])
+    assert policy.lookup_scores(2, 3)[2] < prior[2]
+
+
+def test_the_simulated_lookup_draws_its_orders_and_acceptance():
+    model = SyntheticLookup(orders=(0.5, 0.0, 0.3), accept=((0.2,), (0.5,), (0.8, 0.5)))
+    rng = np.random.default_rng(0)
+    orders = model.draw_orders(20000, rng)
+    np.testing.assert_allclose([np.mean(orders == n) for n in range(4)], [0.2, 0.5, 0.0, 0.3], atol=0.01)
+    taken = np.array([model.accepted(3, 4, rng) for _ in range(20000)])
+    # P(accepted >= j): 0.8, 0.8 * 0.5, then 0.5 on for deeper tokens.
+    np.testing.assert_allclose([np.mean(taken >= j) for j in (1, 2, 3, 4)],
+                               [0.8, 0.4, 0.2, 0.1], atol=0.01)
+    with pytest.raises(ValueError, match="summing to at most 1"):
+        SyntheticLookup(orders=(0.8, 0.4), accept=((0.5,), (0.5,)))
