@@ -368,8 +368,8 @@ MUTATIONS = [
         "lookup-keeps-whole-matches",
         "dynamic-cost verifies a whole match whatever its tokens' chances and prices",
         "specgrove/policies/dynamic.py",
-        "        return scores[: int(np.sum(scores * value_s > extra_s))]  # scores fall with depth",
-        "        return scores",
+        "        while keep < len(scores) and scores[keep] > floor:  # scores fall with depth",
+        "        while keep < len(scores):",
         ("tests/policies/test_lookup.py::test_dynamic_cost_keeps_the_part_of_a_match_that_pays_at_the_margin",),
     ),
     Mutation(

@@ -38,6 +38,9 @@ class LocalDraft:
         return self.worker.model
 
     def prefill(self, seqs: list[RequestState]) -> None:
+        if self.policy.lookup_length:  # index the prompts now, not in a step the policy times
+            for s in seqs:
+                self._context(s)
         if self.idle:
             return
         if self.policy.lazy_draft:  # the prompt waits with the root, fed by the first round
@@ -61,12 +64,16 @@ class LocalDraft:
     def lookup(self, seq: RequestState, k: int) -> tuple[list[int], int]:
         """Up to ``k`` tokens proposed from ``seq``'s own context (prompt, then generated), and
         the order of their match."""
+        index = self._context(seq)
+        index.extend(seq.generated[len(index) - len(seq.prompt):])
+        return index.match(k)
+
+    def _context(self, seq: RequestState) -> NgramIndex:
         index = self.contexts.get(seq.request_id)
         if index is None:
             index = self.contexts[seq.request_id] = NgramIndex(self.policy.max_ngram, self.policy.min_ngram)
             index.extend(seq.prompt)
-        index.extend(seq.generated[len(index) - len(seq.prompt):])
-        return index.match(k)
+        return index
 
     def commit(self, seqs: list[RequestState], spec: Speculation, outcomes: list[tuple[list[int], int]]) -> None:
         if self.idle:

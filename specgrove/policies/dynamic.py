@@ -181,6 +181,8 @@ class DynamicCost(Dynamic):
                 self._lookup_counts[n, :, 0] = 50.0 * np.asarray(chances)[depth]
                 self._lookup_counts[n, :, 1] = 50.0
         self._matches: list[tuple[list[int], int]] | None = None  # this step's lookup matches
+        self._lookup_valued = False  # this step's matches were weighed (and some token kept)
+        self._score_cache: dict[int, list[float]] = {}  # order -> lookup_scores of a full chain
         # This step's price of a lookup token: (what a plain step spends per token, what one
         # more token adds to the verification forward).
         self._token_value = (0.0, 0.0)
@@ -192,14 +194,15 @@ class DynamicCost(Dynamic):
         self._step_gains = []
         if budget <= 0:
             return budget
-        # Lookup is an option when this step has matches to weigh (the simulator gives none);
-        # valued from them every step, it is never explored, only chosen.
-        lookup_now = bool(self.lookup_length) and self._matches is not None
-        if lookup_now:  # and when some request keeps a token of its match: else it is plain
-            lookup_now = self._weigh_matches(len(context_tokens), int(sum(context_tokens)))
-        options = self._options if lookup_now else tuple(o for o in self._options if o != "lookup")
+        n, ctx = len(context_tokens), int(sum(context_tokens))
+        # The verdict is kept among the draft's shapes and plain decoding. Lookup, valued every
+        # step from that step's matches (the simulator gives none), is never explored, only
+        # taken over the verdict on the steps where its matches yield more: its value moves
+        # from step to step, and counted as a change of verdict it kept resetting the patience
+        # of the explorations (a wide tree explored 14 times in a 700-step run).
+        standing = tuple(o for o in self._options if o != "lookup")
         unknown = [x for x in self.shapes if x != "lookup" and self._stats[x] is None]
-        others = [o for o in options if o not in (self._choice, "lookup")]
+        others = [o for o in standing if o != self._choice]
         # Online, plain decoding is timed first, over a few steps: the shapes are measured
         # against it, and one slow plain step right after a probe once made plain decoding look
         # 1.8x slower than it ran, and a batch of 4 speculate, losing, for 12 steps.
@@ -213,7 +216,7 @@ class DynamicCost(Dynamic):
         elif due:  # explore the option tried longest ago, once
             option = min(others, key=self._last_tried.get)
         else:
-            option = self._best(len(context_tokens), int(sum(context_tokens)), options)
+            option = self._best(n, ctx, standing)
         self._probe = exploring and option != self.PLAIN and len(context_tokens) > 1
         self._exploring = exploring
         if option == self._choice:
@@ -227,7 +230,12 @@ class DynamicCost(Dynamic):
             self._choice, self._run, self._patience = option, self._run + 1, self.explore_every
         self._last_tried[option] = self._now
         self._now += 1
-        n, ctx = len(context_tokens), int(sum(context_tokens))
+        # (Not while plain decoding is being timed: lookup is priced against it, and taken over
+        # it from the first step, it left plain untimed at the model's guess, 40% over.)
+        self._lookup_valued = (not timing_plain and bool(self.lookup_length) and self._matches is not None
+                               and self._weigh_matches(n, ctx))  # some request keeps a token of its match
+        if not exploring and self._lookup_valued and self._rate("lookup", n, ctx) > self._rate(option, n, ctx):
+            option = "lookup"
         known = option == self.PLAIN or self._stats[option] is not None
         self._step_x = self._features(option, n, ctx) if known and not self._probe else None
         self._shape = None if option == self.PLAIN else option
@@ -250,7 +258,7 @@ class DynamicCost(Dynamic):
         gain = size = 0.0
         for tokens, order in self._matches:
             scores = self._kept_scores(tokens, order)
-            gain += 1.0 + float(scores.sum())
+            gain += 1.0 + sum(scores)
             size += len(scores)
         count = max(len(self._matches), 1)
         self._stats["lookup"] = [gain / count, size / count, 0.0]
@@ -382,6 +390,7 @@ class DynamicCost(Dynamic):
         a token is reached when every token above it matched, and accepted when it matches
         too; the emitted tokens end where the step's knowledge ends."""
         counts = self._lookup_counts
+        self._score_cache.clear()
         for (tokens, order), out in zip(self._matches, emitted):
             for j, (tok, real) in enumerate(zip(tokens, out)):
                 counts[order, j, 1] += 1.0
@@ -390,14 +399,22 @@ class DynamicCost(Dynamic):
                 counts[order, j, 0] += 1.0
 
     def _owe(self, measured: float, timing) -> None:
-        """Start the wait after an exploration (what it took beyond the plain steps that would
-        have emitted its tokens, over ``explore_share``), or pay it down by a step's time."""
+        """Start the wait after an exploration (what it took beyond the steps of the verdict,
+        or plain ones where those are faster, that would have emitted its tokens, over
+        ``explore_share``), or pay it down by a step's time. Against the verdict: where lookup
+        runs at twice plain decoding's rate, a wide tree explored at plain's rate loses half
+        its time, and once counted as losing nothing, explorations took 7% of a run."""
         if not self._exploring:
             self._debt_s -= measured
             return
-        n = timing.num_requests
-        plain_s = 1.0 / self._rate(self.PLAIN, n, timing.context_tokens)  # a plain step's time
-        lost = measured - timing.emitted_tokens / n * plain_s
+        n, ctx = timing.num_requests, timing.context_tokens
+        standing = [self.PLAIN]
+        if self._choice != self.PLAIN and self._stats[self._choice] is not None:
+            standing.append(self._choice)
+        if self._lookup_valued:  # what this step's matches would have yielded instead
+            standing.append("lookup")
+        step_s = 1.0 / max(self._rate(o, n, ctx) for o in standing)  # one step's time per token
+        lost = measured - timing.emitted_tokens / n * step_s
         self._debt_s = max(lost, 0.0) / self.explore_share
 
     def realism(self, shape: str) -> float:
@@ -451,23 +468,32 @@ class DynamicCost(Dynamic):
             self._remember(float(gain[best]), best, candidates.depth)
         return best
 
-    def lookup_scores(self, order: int, length: int) -> np.ndarray:
+    def lookup_scores(self, order: int, length: int) -> list[float]:
         """Each node's chance of acceptance, path included, in a chain of ``length`` tokens
-        from a match of ``order``: the product of the measured per-depth acceptances."""
-        accepted, reached = self._lookup_counts[order, :length].T
-        return np.cumprod(accepted / reached)
+        from a match of ``order``: the product of the measured per-depth acceptances (plain
+        Python numbers, kept per order until the counts change: a step weighs every request's
+        match)."""
+        scores = self._score_cache.get(order)
+        if scores is None:
+            accepted, reached = self._lookup_counts[order].T
+            scores = self._score_cache[order] = np.cumprod(accepted / reached).tolist()
+        return scores[:length]
 
-    def _kept_scores(self, tokens: list[int], order: int) -> np.ndarray:
+    def _kept_scores(self, tokens: list[int], order: int) -> list[float]:
         """The scores of the longest prefix of a match whose every token pays at the margin:
         its chance of acceptance, valued at what a plain step spends per token at this batch
         size, against what one more token adds to the verification forward (expected accepted
         tokens per unit cost, token by token). A wide batch keeps only its surest matches;
         batch 1, whose forward barely grows with a few more tokens, keeps them all."""
         if not tokens:
-            return np.empty(0)
-        scores = self.lookup_scores(order, len(tokens))
+            return []
         value_s, extra_s = self._token_value
-        return scores[: int(np.sum(scores * value_s > extra_s))]  # scores fall with depth
+        floor = extra_s / value_s if value_s > 0 else float("inf")
+        scores = self.lookup_scores(order, len(tokens))
+        keep = 0
+        while keep < len(scores) and scores[keep] > floor:  # scores fall with depth
+            keep += 1
+        return scores[:keep]
 
     def lookup_tree(self, tokens: list[int], order: int, context_tokens: int = 0) -> Tree:
         return chain_tree(tokens[: len(self._kept_scores(tokens, order))])

@@ -168,7 +168,9 @@ def test_the_draft_caches_a_prompt_only_when_the_policy_first_speculates_on_it()
     drafted = [t for t in timings if t.round_widths]
     assert 0 < len(drafted) < len(timings) // 4  # the probes only: speculation loses here
     first = drafted[0]
-    # The first probe feeds one request's prompt (6 tokens), its first token and one token per
-    # plain step before (the last is its root): it catches up on all but the root.
-    assert first.catch_up_tokens == 6 + timings.index(first)
+    # The first probe (of the batch's second request: probes take the requests in turn, from
+    # row 1) feeds its prompt (6 tokens), its first token and every token the steps before
+    # emitted for it (plain or lookup steps; the last is its root): all but the root.
+    before = timings[:timings.index(first)]
+    assert first.catch_up_tokens == 6 + sum(len(t.emitted[1]) for t in before)
     assert all(t.catch_up_tokens == 0 for t in timings if not t.round_widths)
