@@ -396,5 +396,13 @@ MUTATIONS = [
         "        if not share.parents or not share.scores:",
         ("tests/calibration/test_calibration.py::test_recovers_prompt_lookup_s_orders_and_acceptance",),
     ),
+    Mutation(
+        "switching-ignores-the-draft-backlog",
+        "a switch to a draft shape is priced without the tokens the draft must first catch up on",
+        "specgrove/policies/dynamic.py",
+        "            step_s += catch_up_s / self.explore_every",
+        "            step_s += 0.0 * catch_up_s",
+        ("tests/policies/test_load_adaptive.py::test_what_the_draft_has_yet_to_see_makes_a_switch_to_a_draft_shape_dearer",),
+    ),
 
 ]

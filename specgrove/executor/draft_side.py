@@ -53,6 +53,8 @@ class LocalDraft:
     def propose(self, seqs: list[RequestState]) -> Speculation:
         """Grow, split and select: the step the simulator's exact mode runs too."""
         growths = self.worker.begin(seqs)
+        if not self.idle:  # beyond each root, which every round feeds anyway
+            self.policy.see_backlog(sum(len(s.draft_pending) - 1 for s in seqs))
         spec = speculate(self.policy, self.split, self.budget, self.budget * len(seqs),
                          [s.target_len for s in seqs],
                          lambda ids, expansions: self.worker.round(growths, ids, expansions),

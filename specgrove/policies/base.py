@@ -100,6 +100,11 @@ class TreePolicy:
         prompt-lookup match this step, as (tokens, n-gram order; 0 for none); None where the
         caller has no lookup to offer."""
 
+    def see_backlog(self, tokens: int) -> None:
+        """Before ``step_budget``, from the executor's draft side: the tokens its draft has yet
+        to see over the batch (prompts a lazy draft has not fed, tokens of steps it sat out),
+        which the first draft round will feed. The simulator does not call it."""
+
     def step_lookup(self) -> bool:
         """Asked after ``step_budget``: whether this step verifies the requests' lookup
         matches (``lookup_tree``) instead of growing a draft tree (the default)."""

@@ -76,7 +76,9 @@ class DynamicCost(Dynamic):
     per round) or a ``chain`` (one child of one node per round: the cheapest verification),
     whichever the cost model says yields the most tokens per second at this batch size and
     context, given the expected tokens, tree size and draft rounds that shape has yielded
-    lately. After growing, each request keeps the tree size that maximises its own tokens per
+    lately. Where the requests' own contexts offer matches (prompt lookup,
+    ``specgrove.policies.lookup``), a ``lookup`` step verifies them instead, with no draft
+    round, on the steps where their measured chances make it yield more than that choice. After growing, each request keeps the tree size that maximises its own tokens per
     second. An option not chosen is re-tried now and then (after ``explore_every`` steps of
     the verdict, doubling while it stands; the option tried longest ago goes first), as a
     choice's costs and gains are only observed while it runs. In a batch of several requests a
@@ -182,6 +184,7 @@ class DynamicCost(Dynamic):
                 self._lookup_counts[n, :, 1] = 50.0
         self._matches: list[tuple[list[int], int]] | None = None  # this step's lookup matches
         self._lookup_valued = False  # this step's matches were weighed (and some token kept)
+        self._backlog = 0  # tokens the draft has yet to see over the batch (the executor says)
         self._score_cache: dict[int, list[float]] = {}  # order -> lookup_scores of a full chain
         # This step's price of a lookup token: (what a plain step spends per token, what one
         # more token adds to the verification forward).
@@ -189,6 +192,9 @@ class DynamicCost(Dynamic):
 
     def see_matches(self, matches: list[tuple[list[int], int]] | None) -> None:
         self._matches = matches
+
+    def see_backlog(self, tokens: int) -> None:
+        self._backlog = tokens
 
     def step_budget(self, budget: int, context_tokens) -> int:
         self._step_gains = []
@@ -208,15 +214,19 @@ class DynamicCost(Dynamic):
         # 1.8x slower than it ran, and a batch of 4 speculate, losing, for 12 steps.
         timing_plain = isinstance(self.cost_model, OnlineCostModel) and self._measured_n[self.PLAIN] < self.plain_first
         due = self._run >= self._patience and self._debt_s <= 0.0 and bool(others)
-        exploring = not timing_plain and (bool(unknown) or due)
+        # A shape nothing is known of is tried as soon as the exploration budget allows: the
+        # first at once, the next when the time the first lost is paid down (at batch 16 a
+        # first probe, catching up on a prompt, costs some five plain steps).
+        learn = bool(unknown) and self._debt_s <= 0.0
+        exploring = not timing_plain and (learn or due)
         if timing_plain:
             option = self.PLAIN
-        elif unknown:
+        elif learn:
             option = unknown[0]  # nothing known of it yet: run it to learn what it yields
         elif due:  # explore the option tried longest ago, once
             option = min(others, key=self._last_tried.get)
-        else:
-            option = self._best(n, ctx, standing)
+        else:  # among what is known (a shape still to learn waits for the budget)
+            option = self._best(n, ctx, tuple(o for o in standing if o not in unknown))
         self._probe = exploring and option != self.PLAIN and len(context_tokens) > 1
         self._exploring = exploring
         if option == self._choice:
@@ -309,7 +319,16 @@ class DynamicCost(Dynamic):
             gain = self._stats[option][0] * self.realism(option)
         online = isinstance(self.cost_model, OnlineCostModel)  # the same time, priced in one product
         step_s = self._priced_s(self._features(option, n, ctx)) if online else self._step_s(option, n, ctx)
-        return gain / (step_s * self.slowness(option))
+        step_s *= self.slowness(option)
+        if self._backlog and option not in (self.PLAIN, "lookup"):
+            # Switching to a draft shape first feeds the draft what it has not seen (with the
+            # lazy draft, whole prompts), priced as if the shape then ran for
+            # ``explore_every`` steps: at batch 16, the first full chain step after lookup and
+            # plain steps caught up on fifteen prompts and took 50 ms, seven plain steps.
+            cm = self.cost_model
+            catch_up_s = cm.draft_step_s(n, n + self._backlog, ctx) - cm.draft_step_s(n, n, ctx)
+            step_s += catch_up_s / self.explore_every
+        return gain / step_s
 
     def slowness(self, option: str) -> float:
         """Measured over modelled time of ``option``'s recent steps, the model priced as it

@@ -300,3 +300,22 @@ def test_a_draft_that_understates_its_chances_grows_deeper_once_measured():
     assert policy.node_realism("chain") == 4.0  # kept within bounds
     policy._emitted["chain"], policy._expected["chain"] = 1.0, 3.0
     assert policy.node_realism("chain") == 0.25
+
+
+def test_what_the_draft_has_yet_to_see_makes_a_switch_to_a_draft_shape_dearer():
+    # The executor tells the policy the tokens its draft must catch up on (a lazy draft's
+    # prompts): switching to a draft shape pays for them, spread over explore_every steps.
+    policy = registry.create("tree", "dynamic-cost", cost_model=CHEAP_DRAFT, topk=3, frontier=3, max_depth=5,
+                             shapes=("tree",))
+    split = registry.get("batch-budget", "uniform")
+    draft = lambda ids, exps: [PAIR.drafter(3 + i)(e) for i, e in zip(ids, exps)]  # noqa: E731
+    speculate(policy, split, 16, 64, [100] * 4, draft)  # learns what the tree yields
+    free, plain = policy._rate("tree", 4, 400), policy._rate("plain", 4, 400)
+    policy.see_backlog(4 * 300)  # four prompts of 300 tokens
+    dear = policy._rate("tree", 4, 400)
+    step_s = policy._stats["tree"][0] * policy.realism("tree") / free  # the tree step, as priced
+    catch_up_s = CHEAP_DRAFT.draft_step_s(4, 4 + 1200, 400) - CHEAP_DRAFT.draft_step_s(4, 4, 400)
+    assert dear == pytest.approx(free * step_s / (step_s + catch_up_s / policy.explore_every))
+    assert policy._rate("plain", 4, 400) == plain  # plain decoding feeds the draft nothing
+    policy.see_backlog(0)
+    assert policy._rate("tree", 4, 400) == pytest.approx(free)
