@@ -24,11 +24,12 @@ def preset_data() -> dict[str, dict[str, dict]]:
     """Every preset, as plain data: kind -> name -> figures (SI units: bytes, FLOP/s, s)."""
     from dataclasses import asdict, fields
 
-    from specgrove.sim.acceptance import SyntheticDraft
+    from specgrove.sim.acceptance import SyntheticDraft, SyntheticLookup
     from specgrove.sim.hardware import GPUS, LINKS
     from specgrove.sim.models import MODELS, PAIRS, context_tokens
 
     draft_defaults = {f.name: getattr(SyntheticDraft, f.name) for f in fields(SyntheticDraft)}
+    lookup_defaults = {f.name: getattr(SyntheticLookup, f.name) for f in fields(SyntheticLookup)}
     models = {}
     for name, m in MODELS.items():
         entry = asdict(m)
@@ -45,6 +46,8 @@ def preset_data() -> dict[str, dict[str, dict]]:
                 "draft": p.draft,
                 "context_tokens": context_tokens(MODELS[p.target], MODELS[p.draft]),
                 "acceptance": {**draft_defaults, **p.draft_behaviour},
+                "lookup": {k: [list(x) if isinstance(x, tuple) else x for x in v]
+                           for k, v in {**lookup_defaults, **p.lookup_behaviour}.items()},
             }
             for name, p in PAIRS.items()
         },
