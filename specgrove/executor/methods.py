@@ -19,6 +19,7 @@ METHOD_OPTIONS: dict[str, dict] = {
     "dynamic": {"topk": 4, "frontier": 4, "max_depth": 6},
     "dynamic-cost": {"topk": 4, "frontier": 4, "max_depth": 6},
     "sequoia": {"max_depth": 8},
+    "lookup": {"length": 4},
 }
 
 
@@ -26,7 +27,8 @@ METHOD_OPTIONS: dict[str, dict] = {
 # that takes one, the tree option it sets. A knob a method does not take is refused.
 KNOBS: dict[str, dict[str, str]] = {
     "topk": {"dynamic": "topk", "dynamic-cost": "topk"},
-    "depth": {"dynamic": "max_depth", "dynamic-cost": "max_depth", "sequoia": "max_depth", "chain": "length"},
+    "depth": {"dynamic": "max_depth", "dynamic-cost": "max_depth", "sequoia": "max_depth", "chain": "length",
+              "lookup": "length"},
 }
 
 

@@ -60,6 +60,15 @@ def test_knobs_shape_the_trees(paths, capsys, tmp_path, method, flags, depth, si
     assert shares and max(r["depth"] for r in shares) == depth and max(r["tree_size"] for r in shares) <= size
 
 
+def test_depth_caps_the_lookup_chains(paths, tmp_path):
+    trace = tmp_path / "t.jsonl"
+    assert main(["generate", *pair_args(paths), "--prompt", "a b a b a b a b a", "--max-new-tokens", "12",
+                 "--method", "lookup", "--trace", str(trace), "--depth", "1"]) == 0
+    steps = [json.loads(line) for line in trace.read_text().splitlines() if '"kind": "step"' in line]
+    shares = [r for s in steps for r in s["requests"]]
+    assert shares and all(r["tree_size"] <= 1 and r["lookup_order"] >= 0 for r in shares)
+
+
 # ---- 6. see the tree ----------------------------------------------------------------------------------
 
 
