@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import types
@@ -103,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / "policy_ab.json").write_text(json.dumps({"rev": args.rev, "repeats": args.repeats,
                                                      "prompts": args.prompts, "rows": rows}, indent=1) + "\n")
     lines = [f"# `{POLICY}` now against `{POLICY}` at `{args.rev}`", "",
-             f"Command: `.venv/bin/python benchmarks/policy_ab.py --rev {args.rev} --batch-sizes {args.batch_sizes} "
-             f"--repeats {args.repeats}`. Medians of {args.repeats} interleaved repeats after a warm-up, one process; "
+             f"Command: `.venv/bin/python benchmarks/policy_ab.py {' '.join(shlex.quote(a) for a in sys.argv[1:])}` "
+             f"({len(ids)} prompts of `{args.prompts}`, 64 new tokens each). "
+             f"Medians of {args.repeats} interleaved repeats after a warm-up, one process; "
              f"`{OLD}` is the policy's code at that revision on today's engine.", "",
              "| batch | variant | tokens/s | x ar | runs | = ar |", "|---:|---|---:|---:|---|---|"]
     lines += [f"| {r['batch_size']} | {r['variant']} | {r['tokens_per_s']:.1f} | {r['vs_ar']:.3f} | "
