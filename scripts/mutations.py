@@ -375,7 +375,7 @@ MUTATIONS = [
     Mutation(
         "lookup-learning-ignores-mismatches",
         "a match's tokens after the first mismatch with the emitted ones are still counted",
-        "specgrove/policies/dynamic.py",
+        "specgrove/policies/lookup.py",
         "                if tok != real:\n                    break\n",
         "                if tok != real:\n                    continue\n",
         ("tests/policies/test_lookup.py::test_every_step_teaches_lookup_its_acceptance_from_the_emitted_tokens",),

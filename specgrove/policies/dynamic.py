@@ -17,7 +17,7 @@ import numpy as np
 from specgrove.cost import CostModel, OnlineCostModel
 from specgrove.policies.base import ROOT, PartialTree, TreeGrowth, TreePolicy
 from specgrove.policies.confidence import ConfidenceMap, as_confidence_map
-from specgrove.policies.lookup import chain_tree
+from specgrove.policies.lookup import LookupAcceptance, chain_tree
 from specgrove.registry import register
 from specgrove.tree import Tree, select_top
 
@@ -164,28 +164,14 @@ class DynamicCost(Dynamic):
         # Seconds of steps still to run before the next exploration (online only): what the
         # last one lost against plain decoding, over ``explore_share``.
         self._debt_s = 0.0
-        # Prompt lookup: per match order n and depth j, (accepted, reached) counts, pseudo-counted
-        # from ``lookup_prior``; a node's score is the chance that it and every node above it
-        # are accepted. Every step's matches are scored against the tokens the step emitted,
-        # whatever the step verified: the emitted tokens are the target's own choices (its
-        # argmax, or a sample of its distribution, whose chance of being x is what accepting
-        # a proposed x takes), so lookup is valued from every step, at no cost.
-        self._lookup_counts = np.zeros((self.max_ngram + 1, max(lookup_length, 1), 2))
-        self._lookup_counts[:, :, 0] = self.lookup_prior * 2.0
-        self._lookup_counts[:, :, 1] = 2.0
-        if lookup_accept is not None:  # known chances (the simulator's), weighed as 50 observations
-            if len(lookup_accept) > self.max_ngram or any(
-                    not a or any(not 0 <= p <= 1 for p in a) for a in lookup_accept):
-                raise ValueError(f"dynamic-cost lookup_accept must give, per match order 1..{self.max_ngram}, "
-                                 "chances in [0, 1]")
-            for n, chances in enumerate(lookup_accept, start=1):
-                depth = np.minimum(np.arange(self._lookup_counts.shape[1]), len(chances) - 1)
-                self._lookup_counts[n, :, 0] = 50.0 * np.asarray(chances)[depth]
-                self._lookup_counts[n, :, 1] = 50.0
+        # Prompt lookup's acceptance per match order and depth, learnt from every step.
+        try:
+            self.lookup_acceptance = LookupAcceptance(self.max_ngram, lookup_length, self.lookup_prior, lookup_accept)
+        except ValueError as exc:
+            raise ValueError(f"dynamic-cost {exc}") from None
         self._matches: list[tuple[list[int], int]] | None = None  # this step's lookup matches
         self._lookup_valued = False  # this step's matches were weighed (and some token kept)
         self._backlog = 0  # tokens the draft has yet to see over the batch (the executor says)
-        self._score_cache: dict[int, list[float]] = {}  # order -> lookup_scores of a full chain
         # This step's price of a lookup token: (what a plain step spends per token, what one
         # more token adds to the verification forward).
         self._token_value = (0.0, 0.0)
@@ -377,7 +363,7 @@ class DynamicCost(Dynamic):
         option = self._shape or self.PLAIN
         measured = timing.draft_s + timing.verify_s + timing.other_s
         if self._matches and timing.emitted:
-            self._learn_lookup(timing.emitted)
+            self.lookup_acceptance.learn(self._matches, timing.emitted)
         self._owe(measured, timing)
         if x is not None:
             # A running mean over the first ten steps, then an exponential average: one slow
@@ -403,19 +389,6 @@ class DynamicCost(Dynamic):
             else:
                 self._emitted[x] += 0.1 * (realised - self._emitted[x])
                 self._expected[x] += 0.1 * (expected - self._expected[x])
-
-    def _learn_lookup(self, emitted) -> None:
-        """Score this step's matches against what each request emitted: per order and depth,
-        a token is reached when every token above it matched, and accepted when it matches
-        too; the emitted tokens end where the step's knowledge ends."""
-        counts = self._lookup_counts
-        self._score_cache.clear()
-        for (tokens, order), out in zip(self._matches, emitted):
-            for j, (tok, real) in enumerate(zip(tokens, out)):
-                counts[order, j, 1] += 1.0
-                if tok != real:
-                    break
-                counts[order, j, 0] += 1.0
 
     def _owe(self, measured: float, timing) -> None:
         """Start the wait after an exploration (what it took beyond the steps of the verdict,
@@ -489,14 +462,8 @@ class DynamicCost(Dynamic):
 
     def lookup_scores(self, order: int, length: int) -> list[float]:
         """Each node's chance of acceptance, path included, in a chain of ``length`` tokens
-        from a match of ``order``: the product of the measured per-depth acceptances (plain
-        Python numbers, kept per order until the counts change: a step weighs every request's
-        match)."""
-        scores = self._score_cache.get(order)
-        if scores is None:
-            accepted, reached = self._lookup_counts[order].T
-            scores = self._score_cache[order] = np.cumprod(accepted / reached).tolist()
-        return scores[:length]
+        from a match of ``order``: the product of the measured per-depth acceptances."""
+        return self.lookup_acceptance.scores(order, length)
 
     def _kept_scores(self, tokens: list[int], order: int) -> list[float]:
         """The scores of the longest prefix of a match whose every token pays at the margin:

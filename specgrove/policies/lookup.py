@@ -17,10 +17,11 @@ proposals as one of its shapes, priced like the others.
 
 from __future__ import annotations
 
+import numpy as np
+
 from specgrove.policies.base import TreeGrowth, TreePolicy
 from specgrove.registry import register
 from specgrove.tree import Tree
-import numpy as np
 
 
 class NgramIndex:
@@ -62,6 +63,54 @@ class NgramIndex:
             if at is not None:
                 return toks[at:at + k], n
         return [], 0
+
+
+class LookupAcceptance:
+    """How often lookup tokens are accepted: per match order n and depth j, (accepted, reached)
+    counts, pseudo-counted from ``prior`` (two observations) or, with ``known`` chances per
+    order (the simulator's), from those (fifty). A node's score is the chance that it and every
+    node above it are accepted.
+
+    ``learn`` scores a step's matches against the tokens the step emitted, whatever the step
+    verified: the emitted tokens are the target's own choices (its argmax, or a sample of its
+    distribution, whose chance of being x is what accepting a proposed x takes), so lookup is
+    valued from every step, at no cost."""
+
+    def __init__(self, max_order: int, length: int, prior: float = 0.5,
+                 known: list[list[float]] | None = None) -> None:
+        self.counts = np.zeros((max_order + 1, max(length, 1), 2))
+        self.counts[:, :, 0] = prior * 2.0
+        self.counts[:, :, 1] = 2.0
+        if known is not None:
+            if len(known) > max_order or any(not a or any(not 0 <= p <= 1 for p in a) for a in known):
+                raise ValueError(f"lookup_accept must give, per match order 1..{max_order}, chances in [0, 1]")
+            for n, chances in enumerate(known, start=1):
+                depth = np.minimum(np.arange(self.counts.shape[1]), len(chances) - 1)
+                self.counts[n, :, 0] = 50.0 * np.asarray(chances)[depth]
+                self.counts[n, :, 1] = 50.0
+        self._cache: dict[int, list[float]] = {}  # order -> the scores of a full chain
+
+    def scores(self, order: int, length: int) -> list[float]:
+        """The scores of a chain of ``length`` tokens from a match of ``order`` (plain Python
+        numbers, kept per order until the counts change: a step weighs every request's match)."""
+        scores = self._cache.get(order)
+        if scores is None:
+            accepted, reached = self.counts[order].T
+            scores = self._cache[order] = np.cumprod(accepted / reached).tolist()
+        return scores[:length]
+
+    def learn(self, matches: list[tuple[list[int], int]], emitted) -> None:
+        """Score each request's match against what it emitted: per order and depth, a token is
+        reached when every token above it matched, and accepted when it matches too; the
+        emitted tokens end where the step's knowledge ends."""
+        counts = self.counts
+        self._cache.clear()
+        for (tokens, order), out in zip(matches, emitted):
+            for j, (tok, real) in enumerate(zip(tokens, out)):
+                counts[order, j, 1] += 1.0
+                if tok != real:
+                    break
+                counts[order, j, 0] += 1.0
 
 
 def chain_tree(tokens: list[int]) -> Tree:

@@ -23,8 +23,17 @@ import numpy as np
 import torch
 from scipy.stats import chisquare
 
+from tiny_models import perturbed_copy, tiny
+
 from specgrove.executor.engine import EngineConfig, build_engine
 from specgrove.executor.sampling import SamplingParams
+
+
+def peaked_pair():
+    """A tiny target whose mass sits on a few tokens (sharpness 18), and a draft this close to
+    it that proposes them: verification accepts a node for most requests."""
+    target = tiny("llama", seed=7, sharpness=18.0)
+    return target, perturbed_copy(target, noise=0.005)
 
 
 def reference_warp(logits: torch.Tensor, temperature: float, top_p: float) -> np.ndarray:

@@ -21,9 +21,8 @@ pytest.importorskip("torch", reason="the executor tests need torch (the 'executo
 
 import numpy as np
 import torch
-from law_check import chi_square_p, exact_joint_23, rank_counts, reference_warp, run_engine, target_laws
+from law_check import chi_square_p, exact_joint_23, peaked_pair, rank_counts, reference_warp, run_engine, target_laws
 from sampling_check import exact_second_token, p_value, sample_engine
-from tiny_models import perturbed_copy, tiny
 
 from specgrove.executor import draft_worker, verify
 from specgrove.executor.engine import EngineConfig, build_engine
@@ -40,10 +39,7 @@ NEW = 6  # tokens per request
 
 @pytest.fixture(scope="module")
 def pair():
-    # Sharpness 18 puts most of the target's mass on a few tokens, and a draft this close
-    # proposes them: the first verification accepts a node for most requests.
-    target = tiny("llama", seed=7, sharpness=18.0)
-    return target, perturbed_copy(target, noise=0.005)
+    return peaked_pair()
 
 
 @pytest.fixture(scope="module")

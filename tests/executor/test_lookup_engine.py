@@ -9,8 +9,7 @@ pytest.importorskip("torch", reason="the executor tests need torch (the 'executo
 
 import numpy as np
 import torch
-from law_check import chi_square_p, rank_counts, run_engine, target_laws
-from tiny_models import perturbed_copy, tiny
+from law_check import chi_square_p, peaked_pair, rank_counts, run_engine, target_laws
 
 from specgrove.executor import verify
 from specgrove.executor.engine import EngineConfig, build_engine
@@ -27,8 +26,7 @@ NUM, NEW = 1500, 6
 
 @pytest.fixture(scope="module")
 def pair():
-    target = tiny("llama", seed=7, sharpness=18.0)
-    return target, perturbed_copy(target, noise=0.005)
+    return peaked_pair()
 
 
 @pytest.fixture(scope="module")

@@ -136,7 +136,7 @@ def test_every_step_teaches_lookup_its_acceptance_from_the_emitted_tokens():
     # tree, say) the match's next tokens, which count for nothing past the first miss.
     lookup_step(policy, [([5, 6, 7], 2), ([8, 9], 2), ([5, 6, 7], 2)])
     policy.observe_step(StepTiming(3, 6, 300, (), 0.0, 0.01, 0.0, 8, 0, ((5, 6, 1), (3,), (4, 6, 7, 2))))
-    counts = policy._lookup_counts[2]
+    counts = policy.lookup_acceptance.counts[2]
     # depth 0: reached three times, accepted once; depth 1: reached and accepted once; depth 2:
     # reached once, rejected (1 != 7). Each on top of the prior's 2 pseudo-observations at 0.5.
     np.testing.assert_allclose(counts[:3], [[1 + 1, 2 + 3], [1 + 1, 2 + 1], [1 + 0, 2 + 1]])
