@@ -332,12 +332,13 @@ MUTATIONS = [
         ("tests/executor/test_load_adaptive_engine.py::test_the_draft_caches_a_prompt_only_when_the_policy_first_speculates_on_it",),
     ),
     Mutation(
-        "catch-up-priced-as-the-option",
-        "the tokens a switch catches up on count as the option's own cost (its slowness)",
+        "probe-catch-up-priced-as-the-shape",
+        "a probe's catch-up (the probed prompt) counts as the shape's own cost (its slowness)",
         "specgrove/policies/dynamic.py",
-        "        if x is not None and timing.catch_up_tokens:",
-        "        if False:",
-        ("tests/policies/test_load_adaptive.py::test_catching_up_is_priced_as_a_cost_of_switching_not_of_the_option",),
+        "            x = (rounds, rounds, sum(timing.round_widths) + timing.catch_up_tokens, rounds * ctx / n,",
+        "            x = (rounds, rounds, sum(timing.round_widths), rounds * ctx / n,",
+        ("tests/policies/test_load_adaptive.py::"
+         "test_a_whole_batch_step_s_catch_up_counts_in_the_shape_s_slowness_a_probe_s_does_not",),
     ),
     Mutation(
         "explorations-ignore-their-cost",
@@ -404,5 +405,38 @@ MUTATIONS = [
         "            step_s += 0.0 * catch_up_s",
         ("tests/policies/test_load_adaptive.py::test_what_the_draft_has_yet_to_see_makes_a_switch_to_a_draft_shape_dearer",),
     ),
-
+    Mutation(
+        "one-probe-makes-a-verdict",
+        "online, a shape seen on one request's tree may stand as the whole batch's verdict",
+        "specgrove/policies/dynamic.py",
+        "        trust = self.trust_requests if online and n > 1 else 1",
+        "        trust = 1",
+        ("tests/policies/test_load_adaptive.py::test_a_shape_stands_as_the_verdict_only_after_trust_requests_trees",),
+    ),
+    Mutation(
+        "whole-batch-catch-up-priced-away",
+        "a whole-batch draft step's catch-up is priced with it, so recurring catch-ups never slow the shape",
+        "specgrove/policies/dynamic.py",
+        "        # A probe's catch-up (the probed request's prompt, under the lazy draft) is priced\n",
+        "        if x is not None and not self._probe:\n"
+        "            x = (*x[:2], x[2] + timing.catch_up_tokens, *x[3:])\n",
+        ("tests/policies/test_load_adaptive.py::"
+         "test_a_whole_batch_step_s_catch_up_counts_in_the_shape_s_slowness_a_probe_s_does_not",),
+    ),
+    Mutation(
+        "merged-match-never-raises-a-draft-node",
+        "a lookup token that repeats a draft proposal leaves that node at the draft's lower score",
+        "specgrove/policies/lookup.py",
+        "        elif score > cum[at]:",
+        "        elif False:",
+        ("tests/policies/test_lookup.py::test_golden_merge_of_a_chain_into_a_draft_tree",),
+    ),
+    Mutation(
+        "dynamic-lookup-drops-the-match",
+        "dynamic-lookup verifies the draft's tree alone, its match never merged",
+        "specgrove/policies/hybrid.py",
+        "        if not order or not len(tokens):",
+        "        if True:",
+        ("tests/policies/test_lookup.py::test_dynamic_lookup_merges_each_request_s_match_into_its_draft_tree",),
+    ),
 ]

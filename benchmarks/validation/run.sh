@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Calibrate on serving traces (one server per method) of on/off bursts over the calibration code
 # prompts, then validate on other code prompts with bursty Gamma arrivals at 40% and 85% of
-# capacity. Writes benchmarks/results/validation-cpu/.
-#   bash benchmarks/validation/run.sh [METHODS]
+# capacity. Writes benchmarks/results/validation-cpu/ (or $OUT), with the scenario it validated
+# (scenario.toml, naming the profile fitted next to it).
+#   [OUT=DIR] bash benchmarks/validation/run.sh [METHODS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 METHODS=${1:-ar,chain,sequoia,dynamic}
-OUT=benchmarks/results/validation-cpu
+OUT=${OUT:-benchmarks/results/validation-cpu}
 PY=.venv/bin/python
 mkdir -p "$OUT/calibration"
 rm -f "$OUT/calibration/"*.jsonl
@@ -26,5 +27,6 @@ for round in 1 2; do
   done
 done
 .venv/bin/specgrove calibrate "$OUT"/calibration/*.jsonl --out "$OUT/profile.json" --clients "$OUT"/calibration/load-*
-.venv/bin/specgrove validate benchmarks/validation/scenario.toml --workload benchmarks/validation/workload.toml \
+sed 's|^profile = .*|profile = "profile.json"|' benchmarks/validation/scenario.toml > "$OUT/scenario.toml"
+.venv/bin/specgrove validate "$OUT/scenario.toml" --workload benchmarks/validation/workload.toml \
     --out "$OUT" --policies "$METHODS" --loads 0.4,0.85 --prompts benchmarks/prompts/code.jsonl --repeats 3 --overwrite

@@ -30,7 +30,7 @@ from specgrove.commands.executor_args import (
     tree_knobs,
 )
 
-DEFAULT_METHODS = "ar,chain,static,sequoia,lookup,dynamic,dynamic-cost,hf-assisted"
+DEFAULT_METHODS = "ar,chain,static,sequoia,lookup,dynamic,dynamic-lookup,dynamic-cost,hf-assisted"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,15 +20,16 @@ METHOD_OPTIONS: dict[str, dict] = {
     "dynamic-cost": {"topk": 4, "frontier": 4, "max_depth": 6},
     "sequoia": {"max_depth": 8},
     "lookup": {"length": 4},
+    "dynamic-lookup": {"topk": 4, "frontier": 4, "max_depth": 6, "lookup_length": 8},
 }
 
 
 # The tree knobs of the command line (as SGLang names them: --topk, --depth) and, per method
 # that takes one, the tree option it sets. A knob a method does not take is refused.
 KNOBS: dict[str, dict[str, str]] = {
-    "topk": {"dynamic": "topk", "dynamic-cost": "topk"},
+    "topk": {"dynamic": "topk", "dynamic-cost": "topk", "dynamic-lookup": "topk"},
     "depth": {"dynamic": "max_depth", "dynamic-cost": "max_depth", "sequoia": "max_depth", "chain": "length",
-              "lookup": "length"},
+              "lookup": "length", "dynamic-lookup": "max_depth"},
 }
 
 
@@ -78,7 +79,7 @@ def method_options(method: str, pair: ModelPair, measurement_text: str, greedy: 
     options = dict(METHOD_OPTIONS.get(method, {}))
     options.update(knob_options(method, knobs or {}))
     measures_sequoia = method == "sequoia"
-    measures_confidence = method in ("dynamic", "dynamic-cost") and greedy
+    measures_confidence = method in ("dynamic", "dynamic-cost", "dynamic-lookup") and greedy
     if not (measures_sequoia or measures_confidence):
         return options
     ids = measurement_ids(pair, measurement_text)

@@ -2,13 +2,14 @@
 
 Importing this package registers every built-in policy with ``specgrove.registry``:
 
-* tree: ``ar``, ``chain``, ``static``, ``sequoia``, ``dynamic``, ``dynamic-cost``, ``lookup``;
+* tree: ``ar``, ``chain``, ``static``, ``sequoia``, ``dynamic``, ``dynamic-cost``, ``lookup``,
+  ``dynamic-lookup``;
 * batch-budget: ``uniform``, ``greedy-global``;
 * scheduler: ``fcfs``, ``sjf``, ``edf``;
 * router: ``round-robin``, ``least-outstanding``, ``power-of-two``, ``speculation-aware``.
 """
 
-from specgrove.policies import batch_budget, dynamic, lookup, router, scheduler, sequoia, shape  # noqa: F401  (registers)
+from specgrove.policies import batch_budget, dynamic, hybrid, lookup, router, scheduler, sequoia, shape  # noqa: F401  (registers)
 from specgrove.policies.base import (  # noqa: F401
     DraftTopK,
     Expansion,

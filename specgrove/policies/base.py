@@ -115,6 +115,11 @@ class TreePolicy:
         latest earlier occurrence of its context's last ``order`` tokens (0: no match)."""
         raise NotImplementedError(f"{type(self).__name__} does not propose by prompt lookup")
 
+    def with_lookup(self, candidates: Tree, match: tuple[list[int], int]) -> Tree:
+        """A drafted step's candidates for one request, with that request's prompt-lookup
+        match (tokens, order) merged in, before the budget cut; by default as grown."""
+        return candidates
+
     def probe_rows(self, num_requests: int) -> list[int] | None:
         """Asked after ``step_budget``: the requests (batch indices) that alone speculate this
         step, the others decoding plainly; None (every request) unless the policy is probing."""

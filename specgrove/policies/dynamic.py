@@ -101,6 +101,7 @@ class DynamicCost(Dynamic):
     plain_first = 3  # online: plain steps timed before any shape is tried
     lookup_prior = 0.5  # a lookup token's chance of acceptance before any is verified
     lookup_timed_after = 10  # lookup steps run before lookup is timed by its own steps
+    trust_requests = 8  # requests' trees a shape is seen on before it may stand as the verdict
     PLAIN = "plain"
     lazy_draft = True  # a request decoded plainly throughout never costs a draft forward
 
@@ -133,6 +134,7 @@ class DynamicCost(Dynamic):
         # Per shape, exponential averages of what its steps yielded per request: expected
         # tokens, tree size, draft rounds (None until it ran), and emitted / expected tokens.
         self._stats: dict[str, list[float] | None] = dict.fromkeys(shapes)
+        self._seen = dict.fromkeys(shapes, 0)  # requests' trees each shape has been seen on
         # Emitted and expected tokens per request of each shape's steps, as exponential averages:
         # their ratio scales the expectation. (A running mean of per-step ratios would be biased
         # high: a step expected to yield 2.5 that yields 5 weighs more than one expected at 5
@@ -193,12 +195,22 @@ class DynamicCost(Dynamic):
         # from step to step, and counted as a change of verdict it kept resetting the patience
         # of the explorations (a wide tree explored 14 times in a 700-step run).
         standing = tuple(o for o in self._options if o != "lookup")
-        unknown = [x for x in self.shapes if x != "lookup" and self._stats[x] is None]
+        # A shape on probation (seen on fewer than ``trust_requests`` requests' trees) is only
+        # run as an exploration, never as the verdict: one probe's tree is one sample, and at
+        # batch 16 a chain probe whose six nodes the draft was sure of made the whole batch
+        # chain next step (63 ms, catching up on 1,500 tokens, against 6 ms plain steps).
+        # Online only, and over a batch of several: with a fixed cost model (the simulator's)
+        # nothing paces explorations, and at batch 1 a shape's first step is already a whole
+        # batch's bet, costing one step if it was a lucky sample.
+        online = isinstance(self.cost_model, OnlineCostModel)
+        trust = self.trust_requests if online and n > 1 else 1
+        unknown = sorted((x for x in self.shapes if x != "lookup" and self._seen[x] < trust),
+                         key=lambda x: (self._seen[x] > 0, self._last_tried[x]))
         others = [o for o in standing if o != self._choice]
         # Online, plain decoding is timed first, over a few steps: the shapes are measured
         # against it, and one slow plain step right after a probe once made plain decoding look
         # 1.8x slower than it ran, and a batch of 4 speculate, losing, for 12 steps.
-        timing_plain = isinstance(self.cost_model, OnlineCostModel) and self._measured_n[self.PLAIN] < self.plain_first
+        timing_plain = online and self._measured_n[self.PLAIN] < self.plain_first
         due = self._run >= self._patience and self._debt_s <= 0.0 and bool(others)
         # A shape nothing is known of is tried as soon as the exploration budget allows: the
         # first at once, the next when the time the first lost is paid down (at batch 16 a
@@ -208,7 +220,7 @@ class DynamicCost(Dynamic):
         if timing_plain:
             option = self.PLAIN
         elif learn:
-            option = unknown[0]  # nothing known of it yet: run it to learn what it yields
+            option = unknown[0]  # little known of it yet: run it to learn (the least tried first)
         elif due:  # explore the option tried longest ago, once
             option = min(others, key=self._last_tried.get)
         else:  # among what is known (a shape still to learn waits for the budget)
@@ -348,13 +360,14 @@ class DynamicCost(Dynamic):
             # 16, the first full step of a shape the start-up model underpriced cost as much
             # as ten plain steps).
             rounds, n, ctx = len(timing.round_widths), timing.num_requests, timing.context_tokens
-            x = (rounds, rounds, sum(timing.round_widths), rounds * ctx / n,
+            x = (rounds, rounds, sum(timing.round_widths) + timing.catch_up_tokens, rounds * ctx / n,
                  1.0, n, timing.target_tokens, ctx, 1.0, n)
-        if x is not None and timing.catch_up_tokens:
-            # The tokens the first round caught up on (a prompt, the plain steps' tokens) are a
-            # cost of switching, not of the option: priced with them, the step's time does not
-            # make the option look slower than it runs once it runs.
-            x = (*x[:2], x[2] + timing.catch_up_tokens, *x[3:])
+        # A probe's catch-up (the probed request's prompt, under the lazy draft) is priced
+        # with it: it says what the shape costs once it runs, not what switching costs. A
+        # whole-batch step's catch-up is not: it counts in the shape's slowness. Interleaved
+        # with lookup steps, a chain keeps catching up on what they emitted (50-90 tokens per
+        # step at batch 4, 7 ms a step over its 12), and priced as a one-off switching cost,
+        # the chain looked 30% faster than it ran and stood as the verdict, losing.
         # A probe's draft rounds run over the probed request's cache row alone (the executor
         # spans only rows with work), not over the batch its timing names: they would teach
         # the draft fit that a batch's rounds cost one request's. Its target forward and host
@@ -425,6 +438,7 @@ class DynamicCost(Dynamic):
     def _remember(self, gain: float, size: int, rounds: int) -> None:
         """Exponential averages of what this step's shape has been yielding, per request."""
         self._step_gains.append(gain)
+        self._seen[self._shape] += 1
         stats = self._stats[self._shape]
         if stats is None:
             self._stats[self._shape] = [gain, float(size), float(rounds)]

@@ -140,3 +140,30 @@ class Lookup(TreePolicy):
     def grow(self, budget: int) -> TreeGrowth:
         raise TypeError("lookup proposes from the request's context (speculate's lookup), not the draft")
         yield  # a generator, like every policy's grow
+
+
+def merge_chain(tree: Tree, tokens: list[int], scores: list[float]) -> Tree:
+    """``tree`` with a lookup chain merged in below the root: where the chain's next token is
+    already a child of the path so far, that node's score (its cumulative probability, the
+    chance the policy ranks it by) becomes the higher of the two; where it is not, the rest of
+    the chain hangs there as new nodes, appended after the tree's own (so the tree is a prefix
+    of the result). ``scores[j]``: the chain's j-th token's cumulative chance. Scores still
+    never rise from parent to child, so the best-first selection stays closed under ancestors."""
+    if not len(tokens):
+        return tree
+    parents, labels = tree.parents.tolist(), tree.tokens.tolist()
+    cum = tree.cum_probs.tolist()
+    child = {(p, t): i for i, (p, t) in enumerate(zip(parents, labels))}
+    node = -1
+    for tok, score in zip(tokens, scores):
+        at = child.get((node, int(tok)))
+        if at is None:  # the chain leaves the tree: its score, capped by the path above it
+            parents.append(node)
+            labels.append(int(tok))
+            cum.append(min(score, cum[node]) if node >= 0 else score)
+            at = child[(node, int(tok))] = len(parents) - 1
+        elif score > cum[at]:
+            cum[at] = min(score, cum[node]) if node >= 0 else score
+        node = at
+    probs = [c / cum[p] if p >= 0 and cum[p] > 0 else (c if p < 0 else 0.0) for c, p in zip(cum, parents)]
+    return Tree(np.asarray(parents, dtype=np.int64), np.asarray(labels, dtype=np.int64), np.clip(probs, 0.0, 1.0))

@@ -85,6 +85,9 @@ def speculate(policy: TreePolicy, split: BudgetSplit, grow_budget: int, total_bu
     else:  # a probe: these requests speculate, the rest decode plainly this step
         growths = [policy.grow(grow_budget if i in probing else 0) for i in range(len(context_tokens))]
     candidates = grow_batch(growths, counted)
+    if matches is not None:  # a policy that drafts and looks up at once merges the two
+        rows = range(len(candidates)) if probing is None else probing
+        candidates = [policy.with_lookup(c, matches[i]) if i in rows else c for i, c in enumerate(candidates)]
     budgets = [int(b) for b in split([c.cum_probs for c in candidates], total_budget)]
     trees = [policy.select(c, b, int(ctx)) for c, b, ctx in zip(candidates, budgets, context_tokens)]
     return Speculation(candidates, budgets, trees, widths)

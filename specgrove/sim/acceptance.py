@@ -167,8 +167,11 @@ class ExactAcceptance:
             draft = lambda ids, exps: self.draft_round(ids, exps, domains, rng)  # noqa: E731
         if lookup is None and self.policy.lookup_length:
             orders = self.lookup.draw_orders(n, rng).tolist()
-            # The chain's tokens are placeholders: the walk reads only the match's order.
-            lookup = lambda i, k: ([0] * k, orders[i]) if orders[i] else ([], 0)  # noqa: E731
+            # The chain's tokens are placeholders: a lookup step's walk reads only the match's
+            # order. Negative, so that merged into a draft tree (``dynamic-lookup``) the chain
+            # never coincides with a draft proposal (synthetic tokens are ranks, 0 up): it hangs
+            # from the root as a branch of its own, walked like the draft's nodes by its scores.
+            lookup = lambda i, k: (list(range(-1, -k - 1, -1)), orders[i]) if orders[i] else ([], 0)  # noqa: E731
         if budget is None:
             return speculate(self.policy, self.budget_fn, self.budget, self.total_budget(n), contexts, draft,
                              lookup=lookup)

@@ -148,6 +148,7 @@ def make_tree_policy(s: Scenario, built: Built):
     options = dict(s.policies.tree_options)
     if s.policies.tree == "dynamic-cost":
         options.setdefault("cost_model", built.cost)
+    if s.policies.tree in ("dynamic-cost", "dynamic-lookup"):
         # What the executor's policy learns in its first steps (every step scores the
         # matches against the emitted tokens), known here from the start.
         options.setdefault("lookup_accept", [list(a) for a in built.lookup.accept])

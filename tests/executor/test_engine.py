@@ -13,7 +13,7 @@ from tiny_models import VOCAB, perturbed_copy, tiny
 from specgrove.cost import AffineCostModel
 from specgrove.executor.engine import EngineConfig, build_engine
 
-METHODS = ["ar", "chain", "static", "sequoia", "dynamic", "dynamic-cost", "lookup"]
+METHODS = ["ar", "chain", "static", "sequoia", "dynamic", "dynamic-cost", "lookup", "dynamic-lookup"]
 OPTIONS = {
     "dynamic-cost": {"cost_model": AffineCostModel(5e-3, 1e-5, 2e-4, 0.0)},  # speculation pays
     "sequoia": {"acceptance": [0.7, 0.15, 0.05], "max_depth": 5},

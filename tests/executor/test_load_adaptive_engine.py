@@ -107,6 +107,7 @@ def test_a_probe_drafts_over_its_own_cache_row_and_does_not_teach_the_draft_fit(
     # Shapes first, while the start-up model says they pay: the whole batch then bets on one
     # before the online fit learns that a tiny target's forward costs about the draft's.
     engine.policy.plain_first = 0
+    engine.policy.trust_requests = 1  # one probe per shape: the short run reaches whole-batch steps
     forward, propose = model.forward, drafter.propose
     step = [None]  # the decode step whose trees are being proposed (None: a prompt prefill)
 

@@ -64,6 +64,16 @@ def test_sampled_tokens_follow_the_target_law(pair, sampled):
     assert _ranks_p(pair[0], sampled) > 1e-3
 
 
+def test_dynamic_lookup_sampled_tokens_follow_the_target_law(pair, prompt):
+    """Draft trees with the lookup chain merged in (siblings from two sources, all chosen
+    deterministically): the sampled tokens still follow the target's law."""
+    target, draft = pair
+    run = run_engine(target, draft, [prompt] * NUM, [PLAIN] * NUM, NEW, method="dynamic-lookup")
+    accepted = np.array(list(run.first_verdicts.values()))
+    assert (accepted > 0).mean() > 0.1
+    assert _ranks_p(target, run) > 1e-3
+
+
 def test_a_broken_residual_is_caught_on_lookup_chains(pair, prompt, monkeypatch):
     # After rejecting a chain's token x, draw from p itself (x again possible): biased to x.
     target, draft = pair
@@ -101,6 +111,12 @@ def test_dynamic_cost_mixes_lookup_steps_in_and_stays_lossless(demo, batch):
     assert lookups, "repetitive code: some steps verify lookup chains"
     assert all(s.draft_rounds == 0 for s in lookups)  # no draft round on a lookup step
     assert sum(q.accepted_len for s in lookups for q in s.requests) > 0
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_dynamic_lookup_is_greedy_lossless_on_the_demo_pair(demo, batch):
+    pair, prompts = demo
+    assert _generate(pair, prompts, "dynamic-lookup", batch) == _generate(pair, prompts, "ar", batch)
 
 
 def test_a_separate_draft_sends_the_lookup_orders_over_the_wire(demo):

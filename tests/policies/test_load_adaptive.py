@@ -166,21 +166,27 @@ def test_an_option_s_slowness_is_measured_from_its_first_step():
     assert policy.slowness("tree") == 1.0 and policy.slowness("plain") == 1.0
 
 
-def test_catching_up_is_priced_as_a_cost_of_switching_not_of_the_option():
-    """The first chain step after plain ones feeds the draft what it missed (here 200 tokens).
-    Priced with those tokens, a step that took exactly the model's time leaves the chain's
-    slowness at 1; without them the chain would look slower than it runs once it runs."""
+def test_a_whole_batch_step_s_catch_up_counts_in_the_shape_s_slowness_a_probe_s_does_not():
+    """A chain step that feeds the draft what it missed (here 200 tokens) took exactly the
+    model's time for the step with those tokens. Run over the whole batch, the catch-up is the
+    chain's to pay (interleaved with lookup steps it recurs every few steps): the chain's
+    slowness is that step's time over the model's time for the chain alone. A probe's catch-up
+    (the probed request's prompt) is priced with it: slowness 1."""
     model = OnlineCostModel(CHEAP_DRAFT)
-    policy = registry.create("tree", "dynamic-cost", cost_model=model, shapes=("chain",))
-    policy._stats["chain"] = [2.0, 4.0, 4.0]
-    x = policy._features("chain", 1, 100)
-    caught_up = (*x[:2], x[2] + 200, *x[3:])
-    took = policy._priced_s(caught_up)
-    assert took > policy._priced_s(x) + 190 * CHEAP_DRAFT.draft_per_token_s
-    policy._shape, policy._probe, policy._step_x = "chain", False, x
-    policy.observe_step(StepTiming(1, 5, 100, (1, 1, 1, 1), took * 0.8, took * 0.15, took * 0.05, 3,
-                                   catch_up_tokens=200))
-    assert policy.slowness("chain") == pytest.approx(1.0)
+    timings = {}
+    for probe in (False, True):
+        policy = registry.create("tree", "dynamic-cost", cost_model=model, shapes=("chain",))
+        policy._stats["chain"] = [2.0, 4.0, 4.0]
+        x = policy._features("chain", 1, 100) if not probe else (4, 4, 4, 400, 1.0, 1, 5, 100, 1.0, 1)
+        caught_up = (*x[:2], x[2] + 200, *x[3:])
+        took = policy._priced_s(caught_up)
+        assert took > policy._priced_s(x) + 190 * CHEAP_DRAFT.draft_per_token_s
+        policy._shape, policy._probe, policy._step_x = "chain", probe, x
+        policy.observe_step(StepTiming(1, 5, 100, (1, 1, 1, 1), took * 0.8, took * 0.15, took * 0.05, 3,
+                                       catch_up_tokens=200))
+        timings[probe] = (policy.slowness("chain"), took / policy._priced_s(x))
+    assert timings[True][0] == pytest.approx(1.0)
+    assert timings[False][0] == pytest.approx(timings[False][1]) and timings[False][0] > 1.02
 
 
 @given(st.lists(st.lists(st.floats(0.1, 10.0), min_size=4, max_size=4), min_size=1, max_size=20),
@@ -223,11 +229,13 @@ def _explorations(share, steps=400):
 
 def test_an_exploration_that_lost_time_waits_for_its_share_of_the_time():
     """After an exploration that lost about 19 plain steps' time, the next waits for that over
-    ``explore_share`` (3%: some 630 plain steps), not for the 16 steps of the schedule; with a
-    share that makes the wait short, the schedule alone decides (from step 0, 16 steps, then
-    33, 65, 129 apart). The tree is first tried at step 3, after plain decoding is timed."""
+    ``explore_share`` (3%: some 630 plain steps), not for the 16 steps of the schedule. With a
+    share that makes the wait short, the tree is first probed on ``trust_requests`` (8)
+    requests, every other step from step 3 (after plain decoding is timed), each once the last
+    one's wait is paid; then the schedule alone decides (16 steps of the verdict, then 33, 65
+    and 129 apart)."""
     assert _explorations(0.03) == [3]
-    assert _explorations(100.0) == [3, 16, 49, 114, 243]
+    assert _explorations(100.0) == [3, 5, 7, 9, 11, 13, 15, 17, 50, 115, 244]
 
 
 def test_one_slow_first_step_does_not_stand_for_an_option_s_next_ten():
@@ -319,3 +327,28 @@ def test_what_the_draft_has_yet_to_see_makes_a_switch_to_a_draft_shape_dearer():
     assert policy._rate("plain", 4, 400) == plain  # plain decoding feeds the draft nothing
     policy.see_backlog(0)
     assert policy._rate("tree", 4, 400) == pytest.approx(free)
+
+
+def test_a_shape_stands_as_the_verdict_only_after_trust_requests_trees():
+    """Online, a cheap draft (every shape pays): the chain is first probed on one request at a
+    time, ``trust_requests`` times, each probe once the plain steps have paid for the last one;
+    only then does the whole batch speculate. One probe's tree is one sample."""
+    model = OnlineCostModel(CHEAP_DRAFT)
+    policy = registry.create("tree", "dynamic-cost", cost_model=model, shapes=("chain",))
+    policy.explore_share = 100.0  # a probe's wait: one plain step
+    split = registry.get("batch-budget", "uniform")
+    speculating = []  # per step: requests with a tree
+    for _ in range(80):
+        spec = speculate(policy, split, 16, 64, [100] * 4,
+                         lambda ids, exps: [PAIR.drafter(3 + i)(e) for i, e in zip(ids, exps)])
+        with_tree = sum(len(t) > 0 for t in spec.trees)
+        speculating.append(with_tree)
+        tokens = 4 + sum(len(t) for t in spec.trees)
+        draft_s = sum(CHEAP_DRAFT.draft_step_s(4, w, 400) for w in spec.round_widths)
+        policy.observe_step(StepTiming(4, tokens, 400, tuple(spec.round_widths), draft_s,
+                                       CHEAP_DRAFT.target_forward_s(4, tokens, 400), 0.0,
+                                       4 + sum(min(len(t), 3) for t in spec.trees)))
+    first_full = speculating.index(4)
+    assert speculating[:first_full].count(1) == policy.trust_requests  # the probes, one request each
+    assert set(speculating[:first_full]) == {0, 1}
+    assert policy._seen["chain"] >= policy.trust_requests

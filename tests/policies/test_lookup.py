@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from specgrove import registry
 from specgrove.cost import AffineCostModel, OnlineCostModel, StepTiming
 from specgrove.policies import speculate
-from specgrove.policies.lookup import NgramIndex, chain_tree
+from specgrove.policies.lookup import NgramIndex, chain_tree, merge_chain
 from specgrove.policies.synthetic import MarkovPair
 from specgrove.sim.acceptance import SyntheticLookup
+from specgrove.tree import Tree, select_top
 
 UNIFORM = registry.get("batch-budget", "uniform")
 PAIR = MarkovPair.random(vocab=24, seed=5, agreement=0.9, peak=0.05)
@@ -61,6 +62,54 @@ def test_a_chain_tree_is_a_path_of_sure_proposals():
     assert tree.probs.tolist() == [1.0, 1.0, 1.0]
 
 
+def test_golden_merge_of_a_chain_into_a_draft_tree():
+    """Draft tree: root -> 5 (0.6) -> 7 (0.5 of it); root -> 6 (0.3). Chain 5, 8 with scores
+    0.9, 0.45: node 5 rises to 0.9 (its child 7 keeps its 0.3: 1/3 of the new parent), and 8
+    hangs below 5 as a new node scored 0.45."""
+    tree = Tree(np.array([-1, 0, -1]), np.array([5, 7, 6]), np.array([0.6, 0.5, 0.3]))
+    merged = merge_chain(tree, [5, 8], [0.9, 0.45])
+    assert merged.parents.tolist() == [-1, 0, -1, 0]
+    assert merged.tokens.tolist() == [5, 7, 6, 8]
+    assert np.allclose(merged.cum_probs, [0.9, 0.3, 0.3, 0.45])
+    # A chain below the tree's surer node keeps the surer score; a chain off the root is new.
+    assert np.allclose(merge_chain(tree, [5], [0.2]).cum_probs, [0.6, 0.3, 0.3])
+    off = merge_chain(tree, [9, 5], [0.4, 0.39])
+    assert off.parents.tolist() == [-1, 0, -1, -1, 3] and np.allclose(off.cum_probs[3:], [0.4, 0.39])
+    assert merge_chain(tree, [], []) is tree
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(0, 12), st.lists(st.integers(0, 5), max_size=5))
+@settings(max_examples=60, deadline=None)
+def test_a_merged_chain_keeps_the_tree_and_its_scores_never_rise_along_a_path(seed, size, chain):
+    rng = np.random.default_rng(seed)
+    parents, tokens, probs = [], [], []
+    for i in range(size):  # a random tree over a small vocabulary (distinct siblings)
+        p = int(rng.integers(-1, i)) if i else -1
+        taken = {t for q, t in zip(parents, tokens) if q == p}
+        free = [t for t in range(6) if t not in taken]
+        if not free:
+            break
+        parents.append(p), tokens.append(int(rng.choice(free))), probs.append(float(rng.uniform(0.05, 1.0)))
+    tree = Tree(np.array(parents, dtype=np.int64), np.array(tokens, dtype=np.int64), np.array(probs))
+    scores = np.cumprod(rng.uniform(0.1, 1.0, len(chain))).tolist()
+    merged = merge_chain(tree, chain, scores)
+    n = len(tree)
+    assert merged.parents[:n].tolist() == tree.parents.tolist()
+    assert merged.tokens[:n].tolist() == tree.tokens.tolist()
+    cum = merged.cum_probs
+    assert np.all(cum[:n] >= tree.cum_probs - 1e-12)  # merging only raises a node's chance
+    assert all(p < 0 or cum[i] <= cum[p] + 1e-12 for i, p in enumerate(merged.parents.tolist()))
+    node = -1  # the chain is a path from the root, each node as sure as its score (capped above)
+    for tok, score in zip(chain, scores):
+        kids = [i for i, p in enumerate(merged.parents.tolist()) if p == node and merged.tokens[i] == tok]
+        assert len(kids) == 1
+        cap = cum[node] if node >= 0 else 1.0
+        node = kids[0]
+        assert cum[node] >= min(score, cap) - 1e-12
+    for b in range(len(merged) + 1):  # any best-first cut is still a tree
+        select_top(merged, b)
+
+
 def test_the_lookup_method_verifies_each_request_s_whole_match():
     policy = registry.create("tree", "lookup", length=3)
     matches = {0: ([5, 6, 7, 8], 2), 1: ([], 0), 2: ([9], 1)}
@@ -71,6 +120,46 @@ def test_the_lookup_method_verifies_each_request_s_whole_match():
     assert not policy.uses_draft(16)  # no draft model: nothing to prefill or catch up
     with pytest.raises(ValueError, match="no lookup was given"):
         speculate(policy, UNIFORM, 16, 16, [10], lambda ids, exps: [])
+
+
+def _has_path(tree, tokens):
+    node = -1
+    for tok in tokens:
+        kids = [i for i, p in enumerate(tree.parents.tolist()) if p == node and tree.tokens[i] == tok]
+        if not kids:
+            return False
+        node = kids[0]
+    return True
+
+
+def test_dynamic_lookup_merges_each_request_s_match_into_its_draft_tree():
+    """``dynamic-lookup`` grows the draft tree as ``dynamic`` does and merges the request's
+    match in before the budget cut: a sure match (order 3, known acceptance 0.99) stays whole
+    within a budget of 8, displacing the draft's least likely nodes; a request without a
+    match gets exactly ``dynamic``'s tree."""
+    draft = lambda ids, exps: [PAIR.drafter(3 + i)(e) for i, e in zip(ids, exps)]  # noqa: E731
+    plain = speculate(registry.create("tree", "dynamic", topk=3, frontier=3, max_depth=4), UNIFORM, 8, 16,
+                      [50, 50], draft)
+    policy = registry.create("tree", "dynamic-lookup", topk=3, frontier=3, max_depth=4, lookup_length=3,
+                             lookup_accept=[[0.2], [0.2], [0.99]])
+    matches = {0: ([20, 21, 22, 23], 3), 1: ([], 0)}
+    spec = speculate(policy, UNIFORM, 8, 16, [50, 50], draft, lookup=lambda i, k: (matches[i][0][:k], matches[i][1]))
+    assert policy.lookup_length == 3 and spec.lookup_orders == ()  # a draft step, not a lookup one
+    assert _has_path(spec.trees[0], [20, 21, 22]) and len(spec.trees[0]) == 8
+    assert spec.trees[1] == plain.trees[1]
+    assert spec.round_widths == plain.round_widths  # the same draft rounds: lookup costs none
+    # An unlikely match (order 1, chance 0.2 per token) loses the budget to the draft's nodes.
+    unsure = speculate(policy, UNIFORM, 8, 16, [50, 50], draft, lookup=lambda i, k: ([20, 21, 22], 1))
+    assert not _has_path(unsure.trees[0], [20, 21, 22])
+
+
+def test_dynamic_lookup_learns_its_matches_acceptance_from_the_emitted_tokens():
+    policy = registry.create("tree", "dynamic-lookup", lookup_length=2)
+    assert policy.lookup_acceptance.scores(2, 2) == pytest.approx([0.5, 0.25])  # the prior
+    policy.see_matches([([7, 8], 2)])
+    for _ in range(20):
+        policy.observe_step(StepTiming(1, 3, 10, (), 0.0, 0.0, 0.0, 3, emitted=((7, 8, 1),)))
+    assert policy.lookup_acceptance.scores(2, 2)[1] > 0.9
 
 
 def dynamic_cost(cost, **kw):

@@ -117,3 +117,22 @@ def test_a_scenario_applies_each_domains_draft():
         # A request's tau: its 240 decode tokens over its steps; the last step is cut to
         # what is left, which lowers tau by under 1%.
         assert np.mean(taus) == pytest.approx(want, rel=0.03)
+
+
+def test_dynamic_lookup_in_exact_mode_adds_the_match_as_a_branch_of_its_own():
+    """The simulated matches are placeholders (negative tokens, never a draft rank), so a
+    merged chain hangs from the root beside the draft's nodes and is walked by its scores.
+    With a sure match every step it lifts the mean emitted tokens over ``dynamic``'s."""
+    from specgrove.sim.acceptance import SyntheticLookup
+
+    drafts = [fixed(0.5, tail_ratio=0.5)]
+    lookup = SyntheticLookup(orders=(0.0, 0.0, 1.0), accept=((0.5,), (0.5,), (0.95,)))
+    hybrid = registry.create("tree", "dynamic-lookup", topk=2, frontier=2, max_depth=3, lookup_length=3,
+                             lookup_accept=[list(a) for a in lookup.accept])
+    exact = ExactAcceptance(hybrid, UNIFORM, drafts, 8, lookup=lookup)
+    out = exact.step(np.zeros(4, dtype=np.int64), np.zeros(4, dtype=np.int64), np.random.default_rng(0))
+    assert all((t.tokens < 0).sum() == 3 for t in out.trees)  # the whole sure chain kept
+    assert all(len(t) == 8 for t in out.trees) and out.lookup_orders == ()
+    plain = ExactAcceptance(registry.create("tree", "dynamic", topk=2, frontier=2, max_depth=3), UNIFORM, drafts, 8,
+                            lookup=lookup)
+    assert np.mean(sample_emitted(exact, np.zeros(64), 30)) > np.mean(sample_emitted(plain, np.zeros(64), 30)) + 0.3
