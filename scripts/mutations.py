@@ -439,4 +439,13 @@ MUTATIONS = [
         "        if True:",
         ("tests/policies/test_lookup.py::test_dynamic_lookup_merges_each_request_s_match_into_its_draft_tree",),
     ),
+    Mutation(
+        "draft-rank-never-observes-a-step",
+        "the draft rank's policy, which makes the step's choices, never hears how the step went",
+        "specgrove/executor/parallel/remote_draft.py",
+        "            self.drafter.observe_step(timing)",
+        "            pass",
+        ("tests/executor/test_lookup_engine.py::"
+         "test_dynamic_cost_on_a_separate_draft_learns_from_the_steps_and_speculates",),
+    ),
 ]

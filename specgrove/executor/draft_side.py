@@ -1,6 +1,6 @@
 """The engine's draft side, in its own process: the shared speculation step over a DraftWorker.
 
-The engine talks to its draft through five calls, so a draft in another process
+The engine talks to its draft through six calls, so a draft in another process
 (``executor.parallel.remote_draft``) can stand in for this one without the engine changing:
 
     prefill(seqs)            new requests joined (rows assigned, prompts to cache)
@@ -8,6 +8,7 @@ The engine talks to its draft through five calls, so a draft in another process
     commit(seqs, outcomes)   each request's (emitted tokens, number accepted) from verification
     move_row(seq, new_row)   a request's cache row moves down (rows stay contiguous)
     retire(request_ids)      requests that left the batch
+    observe_step(timing)     the step's timing, for the policy that proposed it
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ class LocalDraft:
 
     def move_row(self, seq: RequestState, new_row: int) -> None:
         self.model.cache.copy_row(seq.row, new_row, seq.draft_len)
+
+    def observe_step(self, timing) -> None:
+        """The engine's timing of the step just run, for the policy that proposed it (an online
+        policy learns its costs and its lookup acceptance from it)."""
+        self.policy.observe_step(timing)
 
     def retire(self, request_ids: list[int]) -> None:
         """Forget their lookup contexts (the request states are the engine's own)."""

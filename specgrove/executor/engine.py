@@ -264,10 +264,11 @@ class SpecEngine:
                       in zip(seqs, trees, verdicts, cached, out, orders)]
         self._retire()
         t3 = time.perf_counter()
-        self.policy.observe_step(StepTiming(len(seqs), sum(len(t) + 1 for t in trees), sum(cached),
-                                            tuple(spec.round_widths), t1 - t0, t2 - t1, t3 - t2,
-                                            sum(len(v.tokens) for v in verdicts), spec.catch_up_tokens,
-                                            tuple(tuple(v.tokens) for v in verdicts)))
+        # To the policy that proposed the step: in this process, or on the draft's own rank.
+        self.drafter.observe_step(StepTiming(len(seqs), sum(len(t) + 1 for t in trees), sum(cached),
+                                             tuple(spec.round_widths), t1 - t0, t2 - t1, t3 - t2,
+                                             sum(len(v.tokens) for v in verdicts), spec.catch_up_tokens,
+                                             tuple(tuple(v.tokens) for v in verdicts)))
         if tracing:
             self.on_trace(StepRecord(
                 index, t0, t3, len(seqs), sum(len(t) + 1 for t in trees), sum(cached),

@@ -76,6 +76,9 @@ class TreePolicy:
     lookup_length: int = 0
     max_ngram: int = 3
     min_ngram: int = 1
+    # True: ``observe_step`` learns from the executor's step timings, so a draft on a rank of
+    # its own must be sent them (the others are spared the wire bytes).
+    observes_steps: bool = False
 
     def uses_draft(self, budget: int) -> bool:
         """Whether a run of this policy at ``budget`` nodes per request needs the draft at

@@ -103,6 +103,7 @@ class DynamicCost(Dynamic):
     lookup_timed_after = 10  # lookup steps run before lookup is timed by its own steps
     trust_requests = 8  # requests' trees a shape is seen on before it may stand as the verdict
     PLAIN = "plain"
+    observes_steps = True  # the online cost model and the lookup acceptance learn from them
     lazy_draft = True  # a request decoded plainly throughout never costs a draft forward
 
     def __init__(

@@ -31,6 +31,7 @@ class DynamicLookup(Dynamic):
     simulator's lookup law)."""
 
     lookup_prior = 0.5  # a lookup token's chance of acceptance before any is scored
+    observes_steps = True  # the matches' acceptance is learnt from the emitted tokens
 
     def __init__(self, topk: int = 4, frontier: int = 4, max_depth: int = 6,
                  confidence: ConfidenceMap | dict | None = None, lookup_length: int = 8,

@@ -121,15 +121,29 @@ def test_dynamic_lookup_is_greedy_lossless_on_the_demo_pair(demo, batch):
 
 def test_a_separate_draft_sends_the_lookup_orders_over_the_wire(demo):
     pair, prompts = demo
-    records = []
-    config = EngineConfig(method="lookup", budget=16, max_batch=4, eos_token_id=None)
-    replica = open_replica(pair, PairSource(), Placement(draft_placement="separate"), config, {},
-                           on_trace=records.append)
+    records = _separate(pair, prompts, "lookup", records=[])
+    assert records[0] == _generate(pair, prompts, "lookup", 4, n=24)
+    orders = [q.lookup_order for r in records[1] if type(r).__name__ == "StepRecord" for q in r.requests]
+    assert orders and min(orders) >= 0 and max(orders) >= 1
+
+
+def test_dynamic_cost_on_a_separate_draft_learns_from_the_steps_and_speculates(demo):
+    """The draft rank's policy makes the step's choices, so it gets each step's timing over
+    the wire: without it `dynamic-cost` there never finished timing plain decoding."""
+    pair, prompts = demo
+    out, records = _separate(pair, prompts, "dynamic-cost", records=[])
+    assert out == _generate(pair, prompts, "ar", 4, n=24)
+    steps = [r for r in records if type(r).__name__ == "StepRecord"]
+    assert sum(r.tokens_in_forward > r.batch_size for r in steps) > len(steps) // 4
+
+
+def _separate(pair, prompts, method, records):
+    config = EngineConfig(method=method, budget=16, max_batch=4, eos_token_id=None)
+    replica = open_replica(pair, PairSource(), Placement(draft_placement="separate"), config,
+                           dict(METHOD_OPTIONS.get(method, {})), on_trace=records.append)
     try:
         ids = [replica.engine.add_request(p, 24) for p in prompts]
         out = replica.engine.run()
     finally:
         replica.close()
-    assert [out[i] for i in ids] == _generate(pair, prompts, "lookup", 4, n=24)
-    orders = [q.lookup_order for r in records if type(r).__name__ == "StepRecord" for q in r.requests]
-    assert orders and min(orders) >= 0 and max(orders) >= 1
+    return [out[i] for i in ids], records

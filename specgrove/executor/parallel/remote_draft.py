@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from specgrove.cost import StepTiming
 from specgrove.executor.draft_side import LocalDraft
 from specgrove.executor.parallel import wire
 from specgrove.executor.request_state import RequestState
@@ -62,11 +63,14 @@ class DraftLink:
 class RemoteDraft:
     """One micro-batch's draft side, as rank 0 sees it."""
 
-    def __init__(self, link: DraftLink, lane: int, max_positions: int, vocab_size: int) -> None:
+    def __init__(self, link: DraftLink, lane: int, max_positions: int, vocab_size: int,
+                 observes: bool = False) -> None:
         self.link, self.lane = link, lane
+        self.observes = observes  # the policy learns from step timings: send them
         self.max_positions, self.vocab_size = max_positions, vocab_size
         self._done: list[int] = []
         self._outcomes: list[tuple[list[int], int]] = []
+        self._timing = None  # the last step's StepTiming, sent with its outcomes
         self._admits: list[RequestState] = []
         self.in_flight: list[int] | None = None  # request ids of the proposal asked for
 
@@ -87,18 +91,28 @@ class RemoteDraft:
     def commit(self, seqs: list[RequestState], spec: Speculation, outcomes) -> None:
         self._outcomes = [(list(tokens), n) for tokens, n in outcomes]
 
+    def observe_step(self, timing) -> None:
+        """Sent with the step's outcomes: the draft rank's policy made the step's decisions and
+        learns from its timing (without it, ``dynamic-cost`` there never finished timing plain
+        decoding, and never speculated)."""
+        self._timing = timing
+
     def launch(self, seqs: list[RequestState]) -> None:
         """Send what happened since the last proposal and ask for ``seqs``' trees."""
         w = wire.Writer().ints(self.lane, 1, len(self._done), len(self._outcomes), len(self._admits))
         w.array(self._done)
         for tokens, n in self._outcomes:
             w.ints(n, len(tokens)).array(tokens)
+        if self._outcomes and self.observes:  # the step's timing (its emitted tokens are the outcomes')
+            t = self._timing
+            w.ints(t.num_requests, t.target_tokens, t.context_tokens, t.emitted_tokens, t.catch_up_tokens,
+                   len(t.round_widths)).array(t.round_widths).floats([t.draft_s, t.verify_s, t.other_s])
         for s in self._admits:
             w.ints(s.request_id, s.row, len(s.prompt), s.generated[0])
             w.floats([s.sampling.temperature, s.sampling.top_p]).array(s.prompt)
         self.link.traffic.bytes_admit += 4 * sum(6 + len(s.prompt) for s in self._admits)
         self.link.send(w.tensor())
-        self._done, self._outcomes, self._admits = [], [], []
+        self._done, self._outcomes, self._admits, self._timing = [], [], [], None
         self.in_flight = [s.request_id for s in seqs]
 
     def collect(self) -> Speculation:
@@ -150,6 +164,12 @@ class DraftLane:
                 s.generated += tokens
                 s.target_len += 1 + n
             self.drafter.commit(self.active, self.last, outcomes)
+        if outcomes and self.drafter.policy.observes_steps:
+            n_req, target_tokens, context_tokens, emitted, catch_up, n_rounds = (int(x) for x in r.ints(6))
+            widths = tuple(r.ints(n_rounds).tolist())
+            draft_s, verify_s, other_s = (float(x) for x in r.floats(3))
+            timing = StepTiming(n_req, target_tokens, context_tokens, widths, draft_s, verify_s, other_s, emitted,
+                                catch_up, tuple(tuple(tokens) for tokens, _ in outcomes))
         if done:
             self.drafter.retire(sorted(done))
             keep = [s for s in self.active if s.request_id not in done]
@@ -158,6 +178,8 @@ class DraftLane:
                     self.drafter.move_row(s, row)
                     s.row = row
             self.active = keep
+        if outcomes and self.drafter.policy.observes_steps:  # after the departures, as in one process
+            self.drafter.observe_step(timing)
         new = []
         for _ in range(n_admits):
             rid, row, n_prompt, first = (int(x) for x in r.ints(4))

@@ -227,7 +227,8 @@ def _drive(pair, ranks, procs: list, setup: ReplicaSetup, on_trace) -> Replica:
     ids, steps = Counter(), Counter()
     lane_config = replace(config, max_batch=setup.lane_batch)
     lanes = [SpecEngine(models[f"target/{i}"], None, lane_config, policy, on_trace=on_trace,
-                        drafter=RemoteDraft(link, i, max_positions, pair.draft.config.vocab_size), ids=ids, steps=steps)
+                        drafter=RemoteDraft(link, i, max_positions, pair.draft.config.vocab_size,
+                                            policy.observes_steps), ids=ids, steps=steps)
              for i in range(setup.lanes)]
     engine = lanes[0] if len(lanes) == 1 else PipelinedEngine(lanes, config)
     return Replica(engine, ranks, procs, link)
