@@ -27,8 +27,9 @@ from specgrove.tree import Tree
 class DynamicLookup(Dynamic):
     """``dynamic`` growth; the request's lookup match (up to ``lookup_length`` tokens) merged
     into its candidates before the budget cut. The match's per-order, per-depth acceptance is
-    learnt from every step's emitted tokens (executor), or known (``lookup_accept``, the
-    simulator's lookup law)."""
+    learnt from every step's emitted tokens (the executor's default), or known and kept
+    (``lookup_accept``: the simulator's lookup law), so that both worlds given the same chances
+    decide alike."""
 
     lookup_prior = 0.5  # a lookup token's chance of acceptance before any is scored
     observes_steps = True  # the matches' acceptance is learnt from the emitted tokens
@@ -45,6 +46,7 @@ class DynamicLookup(Dynamic):
         except ValueError as exc:
             raise ValueError(f"dynamic-lookup {exc}") from None
         self._matches: list[tuple[list[int], int]] | None = None
+        self._learns = lookup_accept is None
 
     def see_matches(self, matches: list[tuple[list[int], int]] | None) -> None:
         self._matches = matches
@@ -57,5 +59,5 @@ class DynamicLookup(Dynamic):
         return merge_chain(candidates, tokens, self.lookup_acceptance.scores(order, len(tokens)))
 
     def observe_step(self, timing) -> None:
-        if self._matches and timing.emitted:
+        if self._learns and self._matches and timing.emitted:
             self.lookup_acceptance.learn(self._matches, timing.emitted)

@@ -31,6 +31,8 @@ TREE_OPTIONS = {
     # Lookup's chances given to both worlds (the simulator would otherwise take its own).
     "dynamic-cost": {"topk": 3, "frontier": 3, "max_depth": 4, "lookup_accept": [[0.4, 0.6], [0.7], [0.9, 0.8]]},
     "sequoia": {"acceptance": [0.6, 0.2, 0.05], "max_depth": 4},
+    "dynamic-lookup": {"topk": 3, "frontier": 3, "max_depth": 4, "lookup_length": 4,
+                       "lookup_accept": [[0.4, 0.6], [0.7], [0.9, 0.8]]},
 }
 
 
@@ -90,7 +92,7 @@ def simulator_acceptance(method, batch_budget):
     return cluster.replicas[0].planner.acceptance
 
 
-@pytest.mark.parametrize("method", ["dynamic", "dynamic-cost", "sequoia"])
+@pytest.mark.parametrize("method", ["dynamic", "dynamic-cost", "sequoia", "dynamic-lookup"])
 @pytest.mark.parametrize("batch_budget", ["uniform", "greedy-global"])
 def test_simulator_and_executor_decide_alike(method, batch_budget, monkeypatch):
     steps = executor_steps(method, batch_budget, monkeypatch)
@@ -119,12 +121,13 @@ def test_simulator_and_executor_decide_alike(method, batch_budget, monkeypatch):
         assert sim.budgets == real.budgets, f"step {index}"
         assert sim.round_widths == real.round_widths
         assert sim.lookup_orders == real.lookup_orders
-        lookups += bool(real.lookup_orders)
+        # A lookup step (dynamic-cost), or a match merged into a draft tree (dynamic-lookup).
+        lookups += bool(real.lookup_orders) or (method == "dynamic-lookup" and any(o for _, o in matches.values()))
         for got, want in zip(sim.candidates + sim.trees, real.candidates + real.trees):
             assert got == want, f"step {index}"
         uneven += len(set(real.budgets)) > 1
     assert len(steps) > 5
-    if method == "dynamic-cost":
+    if method in ("dynamic-cost", "dynamic-lookup"):
         assert lookups > 0  # it chose prompt lookup somewhere: matches were replayed too
     if batch_budget == "greedy-global" and method != "sequoia":
         assert uneven > 0  # the split really was uneven somewhere: budgets were tested

@@ -160,6 +160,11 @@ def test_dynamic_lookup_learns_its_matches_acceptance_from_the_emitted_tokens():
     for _ in range(20):
         policy.observe_step(StepTiming(1, 3, 10, (), 0.0, 0.0, 0.0, 3, emitted=((7, 8, 1),)))
     assert policy.lookup_acceptance.scores(2, 2)[1] > 0.9
+    # Chances given (the simulator's law) are kept: both worlds given them decide alike.
+    known = registry.create("tree", "dynamic-lookup", lookup_length=2, lookup_accept=[[0.3], [0.3], [0.3]])
+    known.see_matches([([7, 8], 2)])
+    known.observe_step(StepTiming(1, 3, 10, (), 0.0, 0.0, 0.0, 3, emitted=((7, 8, 1),)))
+    assert known.lookup_acceptance.scores(2, 2) == pytest.approx([0.3, 0.09])
 
 
 def dynamic_cost(cost, **kw):
