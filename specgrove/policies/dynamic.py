@@ -17,7 +17,7 @@ import numpy as np
 from specgrove.cost import CostModel, OnlineCostModel
 from specgrove.policies.base import ROOT, PartialTree, TreeGrowth, TreePolicy
 from specgrove.policies.confidence import ConfidenceMap, as_confidence_map
-from specgrove.policies.lookup import LookupAcceptance, chain_tree
+from specgrove.policies.lookup import LearnsLookup, chain_tree
 from specgrove.registry import register
 from specgrove.tree import Tree, select_top
 
@@ -68,7 +68,7 @@ def expected_tokens(cum_sorted: np.ndarray) -> np.ndarray:
 
 
 @register("tree", "dynamic-cost")
-class DynamicCost(Dynamic):
+class DynamicCost(LearnsLookup, Dynamic):
     """EAGLE-2 growth with the shape and budget chosen per step to maximise tokens per second.
 
     Before drafting, the whole batch picks one option: plain decoding (budget 0, no draft
@@ -78,8 +78,8 @@ class DynamicCost(Dynamic):
     context, given the expected tokens, tree size and draft rounds that shape has yielded
     lately. Where the requests' own contexts offer matches (prompt lookup,
     ``specgrove.policies.lookup``), a ``lookup`` step verifies them instead, with no draft
-    round, on the steps where their measured chances make it yield more than that choice. After growing, each request keeps the tree size that maximises its own tokens per
-    second. An option not chosen is re-tried now and then (after ``explore_every`` steps of
+    round, on the steps where their measured chances make it yield more than that choice.
+    After growing, each request keeps the tree size that maximises its own tokens per second. An option not chosen is re-tried now and then (after ``explore_every`` steps of
     the verdict, doubling while it stands; the option tried longest ago goes first), as a
     choice's costs and gains are only observed while it runs. In a batch of several requests a
     shape is learnt or re-tried on one request only (a probe; the others decode plainly), in
@@ -99,7 +99,6 @@ class DynamicCost(Dynamic):
     # next waits for t / explore_share seconds of steps, whatever the step count.
     explore_share = 0.03
     plain_first = 3  # online: plain steps timed before any shape is tried
-    lookup_prior = 0.5  # a lookup token's chance of acceptance before any is verified
     lookup_timed_after = 10  # lookup steps run before lookup is timed by its own steps
     trust_requests = 8  # requests' trees a shape is seen on before it may stand as the verdict
     PLAIN = "plain"
@@ -168,19 +167,12 @@ class DynamicCost(Dynamic):
         # last one lost against plain decoding, over ``explore_share``.
         self._debt_s = 0.0
         # Prompt lookup's acceptance per match order and depth, learnt from every step.
-        try:
-            self.lookup_acceptance = LookupAcceptance(self.max_ngram, lookup_length, self.lookup_prior, lookup_accept)
-        except ValueError as exc:
-            raise ValueError(f"dynamic-cost {exc}") from None
-        self._matches: list[tuple[list[int], int]] | None = None  # this step's lookup matches
+        self.start_lookup("dynamic-cost", lookup_length, lookup_accept)
         self._lookup_valued = False  # this step's matches were weighed (and some token kept)
         self._backlog = 0  # tokens the draft has yet to see over the batch (the executor says)
         # This step's price of a lookup token: (what a plain step spends per token, what one
         # more token adds to the verification forward).
         self._token_value = (0.0, 0.0)
-
-    def see_matches(self, matches: list[tuple[list[int], int]] | None) -> None:
-        self._matches = matches
 
     def see_backlog(self, tokens: int) -> None:
         self._backlog = tokens
@@ -376,8 +368,7 @@ class DynamicCost(Dynamic):
         self.cost_model.observe(dataclasses.replace(timing, round_widths=()) if self._probe else timing)
         option = self._shape or self.PLAIN
         measured = timing.draft_s + timing.verify_s + timing.other_s
-        if self._matches and timing.emitted:
-            self.lookup_acceptance.learn(self._matches, timing.emitted)
+        self.learn_lookup(timing)
         self._owe(measured, timing)
         if x is not None:
             # A running mean over the first ten steps, then an exponential average: one slow

@@ -18,20 +18,19 @@ from __future__ import annotations
 
 from specgrove.policies.confidence import ConfidenceMap
 from specgrove.policies.dynamic import Dynamic
-from specgrove.policies.lookup import LookupAcceptance, merge_chain
+from specgrove.policies.lookup import LearnsLookup, merge_chain
 from specgrove.registry import register
 from specgrove.tree import Tree
 
 
 @register("tree", "dynamic-lookup")
-class DynamicLookup(Dynamic):
+class DynamicLookup(LearnsLookup, Dynamic):
     """``dynamic`` growth; the request's lookup match (up to ``lookup_length`` tokens) merged
     into its candidates before the budget cut. The match's per-order, per-depth acceptance is
     learnt from every step's emitted tokens (the executor's default), or known and kept
     (``lookup_accept``: the simulator's lookup law), so that both worlds given the same chances
     decide alike."""
 
-    lookup_prior = 0.5  # a lookup token's chance of acceptance before any is scored
     observes_steps = True  # the matches' acceptance is learnt from the emitted tokens
 
     def __init__(self, topk: int = 4, frontier: int = 4, max_depth: int = 6,
@@ -41,15 +40,8 @@ class DynamicLookup(Dynamic):
         if lookup_length < 1:
             raise ValueError(f"dynamic-lookup lookup_length must be >= 1, got {lookup_length}")
         self.lookup_length = lookup_length
-        try:
-            self.lookup_acceptance = LookupAcceptance(self.max_ngram, lookup_length, self.lookup_prior, lookup_accept)
-        except ValueError as exc:
-            raise ValueError(f"dynamic-lookup {exc}") from None
-        self._matches: list[tuple[list[int], int]] | None = None
+        self.start_lookup("dynamic-lookup", lookup_length, lookup_accept)
         self._learns = lookup_accept is None
-
-    def see_matches(self, matches: list[tuple[list[int], int]] | None) -> None:
-        self._matches = matches
 
     def with_lookup(self, candidates: Tree, match: tuple[list[int], int]) -> Tree:
         tokens, order = match
@@ -59,5 +51,5 @@ class DynamicLookup(Dynamic):
         return merge_chain(candidates, tokens, self.lookup_acceptance.scores(order, len(tokens)))
 
     def observe_step(self, timing) -> None:
-        if self._learns and self._matches and timing.emitted:
-            self.lookup_acceptance.learn(self._matches, timing.emitted)
+        if self._learns:
+            self.learn_lookup(timing)

@@ -142,6 +142,28 @@ class Lookup(TreePolicy):
         yield  # a generator, like every policy's grow
 
 
+class LearnsLookup:
+    """For a tree policy shown each step's prompt-lookup matches (``see_matches``) that scores
+    them by a ``LookupAcceptance`` learnt from the step's emitted tokens (``learn_lookup``, from
+    its ``observe_step``). ``start_lookup`` sets it up in the policy's ``__init__``."""
+
+    lookup_prior = 0.5  # a lookup token's chance of acceptance before any is scored
+
+    def start_lookup(self, name: str, length: int, known: list[list[float]] | None) -> None:
+        try:
+            self.lookup_acceptance = LookupAcceptance(self.max_ngram, length, self.lookup_prior, known)
+        except ValueError as exc:
+            raise ValueError(f"{name} {exc}") from None
+        self._matches: list[tuple[list[int], int]] | None = None  # this step's matches
+
+    def see_matches(self, matches: list[tuple[list[int], int]] | None) -> None:
+        self._matches = matches
+
+    def learn_lookup(self, timing) -> None:
+        if self._matches and timing.emitted:
+            self.lookup_acceptance.learn(self._matches, timing.emitted)
+
+
 def merge_chain(tree: Tree, tokens: list[int], scores: list[float]) -> Tree:
     """``tree`` with a lookup chain merged in below the root: where the chain's next token is
     already a child of the path so far, that node's score (its cumulative probability, the

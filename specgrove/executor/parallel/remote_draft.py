@@ -164,6 +164,7 @@ class DraftLane:
                 s.generated += tokens
                 s.target_len += 1 + n
             self.drafter.commit(self.active, self.last, outcomes)
+        timing = None
         if outcomes and self.drafter.policy.observes_steps:
             n_req, target_tokens, context_tokens, emitted, catch_up, n_rounds = (int(x) for x in r.ints(6))
             widths = tuple(r.ints(n_rounds).tolist())
@@ -178,7 +179,7 @@ class DraftLane:
                     self.drafter.move_row(s, row)
                     s.row = row
             self.active = keep
-        if outcomes and self.drafter.policy.observes_steps:  # after the departures, as in one process
+        if timing is not None:  # after the departures, as in one process
             self.drafter.observe_step(timing)
         new = []
         for _ in range(n_admits):
