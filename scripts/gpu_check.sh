@@ -5,7 +5,8 @@
 #      (exact for tree layout and compaction, a stated tolerance for tree attention) and with
 #      no host round trip (torch's sync debug mode set to error);
 #   2. the kernels' microbenchmark: ragged tree attention against SDPA with a dense mask;
-#   3. the executor bench on cuda (ar vs chain vs dynamic, batch 1/4/16), kernels on;
+#   3. the executor bench on cuda (ar vs chain vs dynamic, batch 1/4/16), kernels and CUDA graphs
+#      on, then the same with the graphs off (what they save);
 #   4. the placements that fit one GPU (single, separate draft, tp=2 with staged all-reduces).
 # Results go to ${OUT:-benchmarks/results}/gpu-<card>/; commit them, naming the card.
 # Usage: bash scripts/gpu_check.sh      (CUDA torch and CuPy installed: see docs/kernels.md)
@@ -30,6 +31,9 @@ timeout 100 $PY benchmarks/kernels.py --device cuda --out "$dest/kernels" 2>&1 |
 echo "== 3. bench on cuda ==" | tee -a "$dest/gpu_check.log"
 timeout 120 $PY -m specgrove.cli bench --device cuda --prompts benchmarks/prompts/code.jsonl --methods ar,chain,dynamic \
   --batch-sizes 1,4,16 --repeats 2 --out "$dest/bench" 2>&1 | tail -20 | tee -a "$dest/gpu_check.log"
+echo "== 3b. bench on cuda, CUDA graphs off ==" | tee -a "$dest/gpu_check.log"
+timeout 120 $PY -m specgrove.cli bench --device cuda --prompts benchmarks/prompts/code.jsonl --methods ar,chain,dynamic \
+  --batch-sizes 1,4,16 --repeats 2 --cuda-graphs off --out "$dest/bench-eager" 2>&1 | tail -20 | tee -a "$dest/gpu_check.log"
 echo "== 4. placements on one GPU ==" | tee -a "$dest/gpu_check.log"
 timeout 100 $PY benchmarks/placements.py --device cuda --batch-sizes 4,16 --repeats 2 --out "$dest/placements" 2>&1 \
   | tail -15 | tee -a "$dest/gpu_check.log"

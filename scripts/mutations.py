@@ -448,4 +448,22 @@ MUTATIONS = [
         ("tests/executor/test_lookup_engine.py::"
          "test_dynamic_cost_on_a_separate_draft_learns_from_the_steps_and_speculates",),
     ),
+    Mutation(
+        "graph-padding-rows-write-a-real-slot",
+        "a CUDA graph's window rows outside the batch write slot 0 of their cache row, not the padding slot",
+        "specgrove/executor/forward_batch.py",
+        "                slots[b], mask[b, :, pad_slot] = pad_slot, True",
+        "                slots[b], mask[b, :, 0] = 0, True",
+        ("tests/executor/test_graphs.py::"
+         "test_a_padded_bucket_gives_the_eager_logits_and_leaves_other_rows_alone",),
+    ),
+    Mutation(
+        "graph-output-read-at-the-wrong-column",
+        "the logits a caller selects are read from the graph's output as if it had one token per row",
+        "specgrove/executor/runtime/graphs.py",
+        "        flat = torch.from_numpy(pairs[:, 0] * tokens + pairs[:, 1]).to(logits.device)",
+        "        flat = torch.from_numpy(pairs[:, 0] + pairs[:, 1]).to(logits.device)",
+        ("tests/executor/test_graphs.py::"
+         "test_a_padded_bucket_gives_the_eager_logits_and_leaves_other_rows_alone",),
+    ),
 ]

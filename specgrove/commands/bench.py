@@ -164,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
     with engine_errors():
         results = run_bench(pair, methods, prompts, batch_sizes, args.max_new_tokens, args.budget, args.repeats,
                             args.batch_budget, args.trace, progress, placement, pair_source(args, placement.world_size),
-                            knobs=tree_knobs(args), kernels=args.kernels, gemm=args.gemm)
+                            knobs=tree_knobs(args), kernels=args.kernels, gemm=args.gemm,
+                            cuda_graphs=args.cuda_graphs)
     bar.close()
     rows = aggregate(results)
     for message in spread_warnings(rows):
@@ -175,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
               "batch_sizes": batch_sizes, "max_new_tokens": args.max_new_tokens, "budget": args.budget,
               "batch_budget": args.batch_budget, "topk": args.topk, "depth": args.depth,
               "repeats": args.repeats, "seed": args.seed, "kernels": args.kernels, "gemm": args.gemm,
+              "cuda_graphs": args.cuda_graphs,
               "placement": placement.describe(), "threads_per_rank": rank_threads(args, placement.world_size),
               "load_average_1m": None if load is None else round(load[0], 2),
               "cores": None if load is None else load[1], "notes": notes}

@@ -23,6 +23,9 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--gemm", choices=["auto", "torch"], default="auto",
                        help="the projections' matrix products: auto = oneDNN's packed GEMM on CPU for "
                             "large weights and several rows, F.linear otherwise; torch = F.linear always")
+    group.add_argument("--cuda-graphs", choices=["auto", "on", "off"], default="auto",
+                       help="replay draft rounds and plain decode steps as CUDA graphs, captured at start-up "
+                            "(default auto: on CUDA in a one-process placement; on = insist, off = eager)")
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,6 +139,8 @@ def check_kernels(args: argparse.Namespace) -> None:
         reason = _cupy.unavailable(args.device)
         if reason:
             raise UsageError(f"--kernels cupy cannot run on --device {args.device}: {reason}")
+    if getattr(args, "cuda_graphs", "auto") == "on" and not str(args.device).startswith("cuda"):
+        raise UsageError(f"--cuda-graphs on needs a CUDA device, not --device {args.device}")
 
 
 def probe_writable(path, flag: str, shown=None) -> None:
@@ -185,6 +190,7 @@ def engine_errors():
     from specgrove.executor.memory import MemoryBudgetError
     from specgrove.executor.parallel.tensor_parallel import ShardingError
     from specgrove.executor.runtime import UnsupportedModelError
+    from specgrove.executor.runtime.graphs import GraphsUnavailable
     from specgrove.kernels.backend import KernelsUnavailable
 
     try:
@@ -197,6 +203,8 @@ def engine_errors():
         raise UsageError(f"the lean runtime cannot run this pair: {exc}") from None
     except KernelsUnavailable as exc:  # --kernels cupy for a model whose heads the kernel lacks
         raise UsageError(str(exc)) from None
+    except GraphsUnavailable as exc:  # --cuda-graphs on with tensor parallelism or a draft rank
+        raise UsageError(f"--cuda-graphs: {exc}") from None
 
 
 def load_pair_or_exit(args: argparse.Namespace):

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     config = EngineConfig(method=args.method, budget=args.budget, batch_budget=args.batch_budget, max_batch=1,
                           sampling=SamplingParams(args.temperature, args.top_p), seed=args.seed,
                           eos_token_id=pair.tokenizer.eos_token_id, kernels=args.kernels,
-                          gemm=args.gemm)
+                          gemm=args.gemm, cuda_graphs=args.cuda_graphs)
     options = method_options(args.method, pair, args.prompt, greedy=args.temperature == 0, knobs=tree_knobs(args))
     with TraceWriter(args.trace) as trace:
         with engine_errors():

@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = ServeConfig(method=args.method, budget=args.budget, batch_budget=args.batch_budget,
                          max_batch=args.max_batch, scheduler=args.scheduler, max_queue=args.max_queue,
-                         seed=args.seed, kernels=args.kernels, gemm=args.gemm)
+                         seed=args.seed, kernels=args.kernels, gemm=args.gemm,
+                         cuda_graphs=args.cuda_graphs)
     if placement.num_replicas == 1:
         pair = load_pair_or_exit(args)
         if placement.is_distributed:

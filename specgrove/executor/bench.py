@@ -65,11 +65,11 @@ class RunResult:
 def run_engine(pair: ModelPair, method: str, options: dict, prompt_ids: list[list[int]], batch_size: int,
                max_new_tokens: int, budget: int, batch_budget: str, trace: TraceWriter,
                placement: Placement | None = None, source: PairSource | None = None,
-               kernels: str = "auto", gemm: str = "auto") -> tuple[dict, list[list[int]]]:
+               kernels: str = "auto", gemm: str = "auto", cuda_graphs: str = "auto") -> tuple[dict, list[list[int]]]:
     """One run on a fresh engine (on ``placement``'s ranks, started before the clock and
     stopped after it); the stats add the draft wire's traffic when the draft is separate."""
     config = EngineConfig(method=method, budget=budget, batch_budget=batch_budget, max_batch=batch_size,
-                          kernels=kernels, gemm=gemm)
+                          kernels=kernels, gemm=gemm, cuda_graphs=cuda_graphs)
     replica = open_replica(pair, source or PairSource(), placement or Placement(), config, options,
                            on_trace=trace.record, threads=(source.threads if source else None) or 1)
     try:
@@ -84,6 +84,9 @@ def run_engine(pair: ModelPair, method: str, options: dict, prompt_ids: list[lis
         replica.close()
     outputs = [out[i] for i in ids]
     stats = summarize(trace.steps[first:], sum(map(len, outputs)), wall)
+    graph_stats = engine.graph_stats()
+    if graph_stats is not None:  # captured when the engine was built, before the clock started
+        stats["cuda_graphs"] = graph_stats
     if traffic is not None:
         stats["wire"] = traffic
     return stats, outputs
@@ -120,7 +123,7 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
               trace_path: str | None = None, progress: Callable[[str], None] | None = None,
               placement: Placement | None = None, source: PairSource | None = None,
               knobs: dict[str, int | None] | None = None, kernels: str = "auto",
-              gemm: str = "auto") -> list[RunResult]:
+              gemm: str = "auto", cuda_graphs: str = "auto") -> list[RunResult]:
     """Every method at every batch size, ``repeats`` times interleaved after a warm-up.
     ``knobs`` (``--topk``, ``--depth``) set the tree options of the methods that take them."""
     prompt_ids = [pair.tokenizer(p["text"])["input_ids"] for p in prompts]
@@ -139,7 +142,7 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
                 else:
                     tree, split = trees[m]
                     run_engine(pair, tree, options[tree], prompt_ids[:batch_size], batch_size, 8, budget, split,
-                               TraceWriter(None), placement, source, kernels, gemm)
+                               TraceWriter(None), placement, source, kernels, gemm, cuda_graphs)
             for rep in range(repeats):
                 for m in runnable:
                     trace.labels = {"method": m, "max_batch": batch_size, "repeat": rep}
@@ -148,7 +151,8 @@ def run_bench(pair: ModelPair, methods: list[str], prompts: list[dict], batch_si
                     else:
                         tree, split = trees[m]
                         stats, outs = run_engine(pair, tree, options[tree], prompt_ids, batch_size, max_new_tokens,
-                                                 budget, split, trace, placement, source, kernels, gemm)
+                                                 budget, split, trace, placement, source, kernels, gemm,
+                                                 cuda_graphs)
                     results.append(RunResult(m, batch_size, rep, stats, outs))
                     if progress:
                         progress(f"batch {batch_size} {m} rep {rep}: {stats['tokens_per_s']:.1f} tok/s, tau {stats['tau']:.2f}")
@@ -183,6 +187,9 @@ def aggregate(results: list[RunResult]) -> list[dict]:
             row["wire_bytes_per_step"] = float(np.median([w["step_bytes_per_step"] for w in wires]))
             row["wire_bytes_per_node"] = float(np.median([w["step_bytes_per_node"] for w in wires]))
             row["overlap_fraction"] = float(np.median([w["overlap_fraction"] for w in wires]))
+        graphs = [r.stats["cuda_graphs"] for r in runs if "cuda_graphs" in r.stats]
+        if graphs:  # captured at each engine's build, outside the timed run
+            row["cuda_graphs"] = {k: float(np.median([g[k] for g in graphs])) for k in graphs[0]}
         if b in reference:
             ref = reference[b]
             row["outputs_equal_ar"] = sum(o == w for o, w in zip(runs[0].outputs, ref))

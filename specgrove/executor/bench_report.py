@@ -64,7 +64,7 @@ def write_report(out: Path, rows: list[dict], config: dict, command: str | None 
         + "".join(f", {k} {config[k]}" for k in ("topk", "depth") if config.get(k) is not None),
         "",
         f"Device: {machine()}. Placement: {config.get('placement', 'tp=1, draft=same')}. "
-        f"GEMM: {config.get('gemm', 'auto')}. Medians of "
+        f"GEMM: {config.get('gemm', 'auto')}. CUDA graphs: {config.get('cuda_graphs', 'auto')}. Medians of "
         f"{config['repeats']} interleaved repeats after a warm-up; "
         "speed-up = tokens/s over `ar`'s at the same batch size; tokens/s range = min-max over the "
         "repeats. tau = tokens per target forward.",
@@ -94,6 +94,15 @@ def write_report(out: Path, rows: list[dict], config: dict, command: str | None 
                   "| batch | method | bytes/step | bytes/node | overlap |", "|---:|---|---:|---:|---:|"]
         lines += [f"| {r['batch_size']} | {r['method']} | {r['wire_bytes_per_step']:.0f} | "
                   f"{r['wire_bytes_per_node']:.1f} | {r['overlap_fraction']:.2f} |" for r in wired]
+    graphed = [r for r in rows if "cuda_graphs" in r]
+    if graphed:
+        lines += ["", "CUDA graphs (`runtime.graphs`), medians over repeats: graphs captured when each engine "
+                  "was built (before its clock started) and the seconds that took, then the dense forwards "
+                  "replayed and those that fit no bucket and ran eagerly.", "",
+                  "| batch | method | captured | capture s | replays | eager |", "|---:|---|---:|---:|---:|---:|"]
+        lines += [f"| {r['batch_size']} | {r['method']} | {r['cuda_graphs']['captured']:.0f} | "
+                  f"{r['cuda_graphs']['capture_s']:.2f} | {r['cuda_graphs']['replays']:.0f} | "
+                  f"{r['cuda_graphs']['eager']:.0f} |" for r in graphed]
     lines += spec_table(rows)
     # The plot first (the likeliest to fail: then nothing was replaced), bench.json (the marker
     # of a finished run) last.

@@ -92,7 +92,7 @@ class DraftWorker:
             batch.add(s.row, st.base, exp.tokens[nodes].tolist(), positions, slots, visible)
             outputs.append((s.row, list(range(first, first + len(nodes)))))
         select = [(r, c) for r, cols in outputs for c in cols]
-        logits = self.model.forward(**batch.build(self.model.device, select=select))
+        logits = self.model.forward_batch(batch, select)
         k_max = min(max(e.k for e in expansions), logits.shape[-1])
         top_p, top_i = self._top_k([every[i].seq.sampling for i in ids], [len(cs) for _, cs in outputs], logits, k_max)
         answers, at = [], 0

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,12 +21,14 @@ from specgrove.cost import OnlineCostModel, StepTiming
 from specgrove.executor.draft_side import LocalDraft
 from specgrove.executor.measure import measure_cost_model
 from specgrove.executor.request_state import RequestState
-from specgrove.executor.runtime import LeanModel, from_hf
+from specgrove.executor.runtime import LeanModel, from_hf, graphs
 from specgrove.executor.sampling import SamplingParams
 from specgrove.executor.target_worker import TargetWorker
 from specgrove.policies.base import TreePolicy
 from specgrove.policies.speculation import Speculation
 from specgrove.trace import Labels, PrefillRecord, Record, RequestShare, RequestTimes, StepRecord
+
+log = logging.getLogger("specgrove.executor")
 
 
 @dataclass
@@ -40,6 +43,7 @@ class EngineConfig:
     scheduler: str = "fcfs"  # a registered scheduler policy: who is admitted first
     kernels: str = "auto"  # "cupy" on CUDA where CuPy imports, else "torch"; or either by name
     gemm: str = "auto"  # "auto": oneDNN's packed products on CPU where they pay; "torch": F.linear
+    cuda_graphs: str = "auto"  # "auto": dense forwards replay CUDA graphs on CUDA (``runtime.graphs``)
 
 
 class Counter:
@@ -276,6 +280,13 @@ class SpecEngine:
                 tuple(shares), self.labels))
         return out
 
+    def graph_stats(self) -> dict | None:
+        """Both models' CUDA graphs (``runtime.graphs``), summed: captured, capture seconds,
+        replays and dense forwards that ran eagerly; None without graphs."""
+        models = [self.target.model, getattr(getattr(self.drafter, "worker", None), "model", None)]
+        found = [m.graphs.stats.as_dict() for m in models if getattr(m, "graphs", None) is not None]
+        return {k: round(sum(f[k] for f in found), 3) for k in found[0]} if found else None
+
     def run(self) -> dict[int, list[int]]:
         """Step until every request has finished; returns generated tokens by request id."""
         while self.has_work:
@@ -290,6 +301,19 @@ def cache_headroom(config: EngineConfig) -> int:
     return max(256, total) + 2
 
 
+def capture_graphs(*models, emulate: bool = False) -> dict:
+    """Capture every dense-forward bucket of each model now, at build time, so that no request
+    pays for a capture (``runtime.graphs``); logs and returns what it took."""
+    started = time.perf_counter()
+    for m in models:
+        m.graphs = graphs.DecodeGraphs(m, emulate=emulate)
+        m.graphs.capture_all()
+    took = time.perf_counter() - started
+    count = sum(m.graphs.stats.captured for m in models)
+    log.info("captured %d %sCUDA graphs in %.2f s (before any request)", count, "emulated " if emulate else "", took)
+    return {"captured": count, "capture_s": took}
+
+
 def build_engine(target, draft, config: EngineConfig, policy_options: dict | None = None,
                  on_trace: Callable[[Record], None] | None = None) -> SpecEngine:
     """Lean models over two loaded transformers models, caches sized for the config, the tree
@@ -301,6 +325,8 @@ def build_engine(target, draft, config: EngineConfig, policy_options: dict | Non
     check_kv_fits(target, draft, config.max_batch, headroom)  # refuse before allocating what cannot fit
     lean_t = from_hf(target, config.max_batch, headroom, config.kernels, config.gemm)
     lean_d = from_hf(draft, config.max_batch, headroom, config.kernels, config.gemm)
+    if graphs.wanted(config.cuda_graphs, lean_t.device):
+        capture_graphs(lean_t, lean_d)
     options = dict(policy_options or {})
     if config.method == "dynamic-cost" and "cost_model" not in options:
         # Measured here at start-up, then refitted from the engine's own steps as it runs.

@@ -47,17 +47,38 @@ class ForwardBatch:
     def num_queued(self, row: int) -> int:
         return len(self.rows[row - self.first_row].tokens)
 
-    def build(self, device: torch.device, select: Sequence[tuple[int, int]] | None = None):
-        """Keyword arguments for ``LeanModel.forward``; ``select`` lists the (cache row,
-        column) of the tokens whose logits are wanted, in the order they are returned."""
-        B = len(self.rows)
-        T = max(1, max(len(r.tokens) for r in self.rows))
-        num_keys = max(r.free_slot for r in self.rows) + 1
-        tokens = np.zeros((B, T), dtype=np.int64)
-        positions = np.zeros((B, T), dtype=np.int64)
-        slots = np.empty((B, T), dtype=np.int64)
-        mask = np.zeros((B, T, num_keys), dtype=bool)
-        for b, r in enumerate(self.rows):
+    @property
+    def num_tokens(self) -> int:
+        """The longest row's queued tokens (at least 1): the padded batch's width."""
+        return max(1, max(len(r.tokens) for r in self.rows))
+
+    @property
+    def num_keys(self) -> int:
+        """Cache slots the padded batch attends over: up to every row's free slot."""
+        return max(r.free_slot for r in self.rows) + 1
+
+    def arrays(self, window: tuple[int, int] | None = None, num_tokens: int | None = None,
+               num_keys: int | None = None, pad_slot: int | None = None):
+        """Host arrays tokens, positions, slots (B, T) int64 and mask (B, T, K) bool.
+
+        By default B is this batch's rows, T its widest row and K its keys. ``window`` = (first
+        cache row, number of rows) may be wider, as ``num_tokens`` and ``num_keys`` may be
+        larger (the fixed shapes of a CUDA graph, ``runtime.graphs``): a window row outside
+        this batch is all padding, writing to ``pad_slot`` (a slot nobody reads) and seeing only
+        it; a key past the batch's own is seen by no real query."""
+        first, num_rows = window if window is not None else (self.first_row, len(self.rows))
+        T = self.num_tokens if num_tokens is None else num_tokens
+        K = self.num_keys if num_keys is None else num_keys
+        tokens = np.zeros((num_rows, T), dtype=np.int64)
+        positions = np.zeros((num_rows, T), dtype=np.int64)
+        slots = np.empty((num_rows, T), dtype=np.int64)
+        mask = np.zeros((num_rows, T, K), dtype=bool)
+        for b in range(num_rows):
+            i = first + b - self.first_row
+            if not 0 <= i < len(self.rows):
+                slots[b], mask[b, :, pad_slot] = pad_slot, True
+                continue
+            r = self.rows[i]
             n = len(r.tokens)
             tokens[b, :n], positions[b, :n], slots[b, :n] = r.tokens, r.positions, r.slots
             slots[b, n:] = r.free_slot
@@ -67,9 +88,15 @@ class ForwardBatch:
                 if len(extra):
                     mask[b, j, np.asarray(extra, dtype=np.int64)] = True
             mask[b, n:, r.free_slot] = True
+        return tokens, positions, slots, mask
+
+    def build(self, device: torch.device, select: Sequence[tuple[int, int]] | None = None):
+        """Keyword arguments for ``LeanModel.forward``; ``select`` lists the (cache row,
+        column) of the tokens whose logits are wanted, in the order they are returned."""
+        tokens, positions, slots, mask = self.arrays()
         as_t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
         kwargs = dict(tokens=as_t(tokens), positions=as_t(positions), slots=as_t(slots),
-                      mask=as_t(mask), num_keys=num_keys, first_row=self.first_row)
+                      mask=as_t(mask), num_keys=self.num_keys, first_row=self.first_row)
         if select is not None:
             pairs = np.asarray(select, dtype=np.int64).reshape(-1, 2)
             kwargs["select"] = (as_t(pairs[:, 0] - self.first_row), as_t(pairs[:, 1].copy()))

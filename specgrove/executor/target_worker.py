@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from specgrove.executor.forward_batch import prompt_batch
+from specgrove.executor.forward_batch import ForwardBatch, prompt_batch
 from specgrove.executor.request_state import RequestState
 from specgrove.executor.runtime import LeanModel
 from specgrove.executor.verify import Verdict, verify_greedy, verify_sampling
@@ -38,7 +38,11 @@ class TargetWorker:
         after request in ``seqs`` order (no padding rows).
 
         The forward is ragged: the host sends the tokens and parent arrays (one copy), and the
-        kernels build positions, slots and the ancestor bitmask on the device."""
+        kernels build positions, slots and the ancestor bitmask on the device. A plain step
+        (no request has a tree) on a model with CUDA graphs runs the dense forward instead,
+        which a graph replays (``runtime.graphs``)."""
+        if self.model.graphs is not None and not any(len(t) for t in trees):
+            return self._decode(seqs)
         sizes = [len(t) + 1 for t in trees]
         starts = np.concatenate([[0], np.cumsum(sizes)])
         T, B = int(starts[-1]), len(seqs)
@@ -53,6 +57,16 @@ class TargetWorker:
         parents_d, starts_d, prefix_d, rows_d = dev[T:].to(torch.int32).split([T, B + 1, B, B])
         return self.model.forward_tree(dev[:T], parents_d, starts_d, prefix_d, rows_d, max(sizes),
                                        max(p + n for p, n in zip(prefix, sizes)))
+
+    def _decode(self, seqs: list[RequestState]) -> torch.Tensor:
+        """Each request's root at its next slot and position, seeing its prefix: one token per
+        row of the dense forward (rows between without a request write the padding slot)."""
+        first, last = min(s.row for s in seqs), max(s.row for s in seqs)
+        batch = ForwardBatch([self.model.cache.max_len - 1] * (last - first + 1), first_row=first)
+        for s in seqs:
+            at = s.target_len
+            batch.add(s.row, at, [s.root], [at], [at], [()])
+        return self.model.forward_batch(batch, [(s.row, 0) for s in seqs])
 
     def accept(self, seqs: list[RequestState], trees: list[Tree], logits: torch.Tensor) -> list[Verdict]:
         """Each request's verdict, by its own sampling parameters (greedy or sampled)."""

@@ -30,6 +30,7 @@ class ServeConfig:
     seed: int = 0
     kernels: str = "auto"  # the CuPy kernels or their torch references (``--kernels``)
     gemm: str = "auto"  # oneDNN's packed products on CPU where they pay, or F.linear (``--gemm``)
+    cuda_graphs: str = "auto"  # dense forwards replay CUDA graphs on CUDA (``--cuda-graphs``)
 
 
 def model_id(pair: ModelPair) -> str:
@@ -44,7 +45,7 @@ def make_engine(pair: ModelPair, config: ServeConfig, placement: Placement | Non
     engine_config = EngineConfig(method=config.method, budget=config.budget, batch_budget=config.batch_budget,
                                  max_batch=config.max_batch, seed=config.seed, scheduler=config.scheduler,
                                  eos_token_id=pair.tokenizer.eos_token_id, kernels=config.kernels,
-                                 gemm=config.gemm)
+                                 gemm=config.gemm, cuda_graphs=config.cuda_graphs)
     # The pair is measured (rank acceptance, confidence map) on a held-out stdlib module.
     text = (Path(sysconfig.get_paths()["stdlib"]) / DEMO_MEASUREMENT_MODULE).read_text(encoding="utf-8")
     return open_replica(pair, source or PairSource(), placement or Placement(), engine_config,

@@ -103,6 +103,13 @@ def test_unknown_device_is_one_line_before_loading(capsys, no_loading, device, m
     one_line_error(capsys, ["generate", "--prompt", "x", "--device", device], message)
 
 
+@pytest.mark.parametrize("command", ["generate", "bench"])
+def test_cuda_graphs_on_without_cuda_is_one_line_before_loading(tmp_path, capsys, no_loading, command):
+    args = ["generate", "--prompt", "x"] if command == "generate" else \
+        ["bench", "--methods", "ar", "--prompts", str(write_prompts(tmp_path / "p.jsonl")), "--out", str(tmp_path / "out")]
+    one_line_error(capsys, args + ["--cuda-graphs", "on"], "--cuda-graphs on needs a CUDA device, not --device cpu")
+
+
 @pytest.mark.parametrize("where, message", [("dir", "is a directory"), ("under-file", "is not a directory")])
 def test_unwritable_trace_is_one_line_before_loading(tmp_path, capsys, no_loading, where, message):
     (tmp_path / "file").write_text("x")

@@ -67,3 +67,17 @@ def test_placements_on_one_gpu_equal_one_process(pair, placement):
         assert _run(replica.engine, prompts) == want
     finally:
         replica.close()
+
+
+@pytest.mark.parametrize("method", ["ar", "chain", "dynamic-cost"])
+def test_cuda_graphs_replay_and_keep_greedy_exact(pair, method):
+    """Real captures (``runtime.graphs``): every bucket captured at build, plain steps and draft
+    rounds replayed, and the tokens still target-only greedy's."""
+    from specgrove.executor.methods import method_options
+
+    prompts = [pair.tokenizer(p)["input_ids"] for p in PROMPTS]
+    config = EngineConfig(method=method, budget=16, max_batch=4, eos_token_id=None, cuda_graphs="on")
+    engine = build_engine(pair.target, pair.draft, config, method_options(method, pair, "x"))
+    assert engine.graph_stats()["captured"] > 0
+    assert _run(engine, prompts) == _reference(pair, prompts)
+    assert engine.graph_stats()["replays"] > 0

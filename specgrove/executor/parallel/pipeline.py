@@ -43,6 +43,10 @@ class PipelinedEngine:
         self.waiting.append(seq)
         return seq.request_id
 
+    def graph_stats(self) -> dict | None:
+        """None: micro-batched lanes run across processes, where CUDA graphs are not captured."""
+        return None
+
     def cancel(self, request_id: int) -> bool:
         if cancel_waiting(self.waiting, self.finished, request_id):
             return True

@@ -26,6 +26,7 @@ from specgrove.executor.parallel import launch, tensor_parallel
 from specgrove.executor.parallel.placement import PairSource, Placement, PlacementError
 from specgrove.executor.parallel.remote_draft import DraftLane, DraftLink, DraftServer, RemoteDraft
 from specgrove.executor.runtime import LeanModel, from_hf
+from specgrove.executor.runtime.graphs import GraphsUnavailable
 
 log = logging.getLogger("specgrove.parallel")
 
@@ -86,6 +87,9 @@ class DrivenModel:
     def forward(self, **kwargs) -> torch.Tensor:
         self._ranks.command(("forward", self._key, {k: _host(v) for k, v in kwargs.items()}))
         return self._model.forward(**kwargs)
+
+    def forward_batch(self, batch, select) -> torch.Tensor:
+        return self.forward(**batch.build(self._model.device, select=select))  # every rank runs it
 
     def forward_tree(self, *args) -> torch.Tensor:
         self._ranks.command(("forward_tree", self._key, _host(tuple(args))))
@@ -254,6 +258,8 @@ class LocalReplica:
 def open_replica(pair, source: PairSource, placement: Placement, config: EngineConfig,
                  policy_options: dict, on_trace=None, threads: int = 1, step_timeout_s: float = 60.0):
     """The engine on ``placement``: in this process when it has one rank, else ``start_replica``."""
+    if placement.is_distributed and config.cuda_graphs == "on":
+        raise GraphsUnavailable(f"CUDA graphs are captured in one-process placements only, not {placement.describe()}")
     if not placement.is_distributed:
         from specgrove.executor.engine import build_engine
 

@@ -28,6 +28,7 @@ class LeanModel:
     device: torch.device
     kernels: Kernels = TORCH  # tree layout, tree attention and compaction: CuPy or torch
     gemm: Gemm  # the projections' matrix products (``runtime.gemm``); set by ``from_hf``
+    graphs = None  # ``runtime.graphs.DecodeGraphs`` when dense forwards replay CUDA graphs
 
     def reduce(self, x: torch.Tensor) -> torch.Tensor:
         """Sum a row-parallel projection's partial outputs over tensor-parallel ranks; the
@@ -78,6 +79,15 @@ class LeanModel:
         if select is not None:
             hidden = hidden[select[0], select[1]]
         return self._head(hidden)
+
+    def forward_batch(self, batch, select) -> torch.Tensor:
+        """Logits (N, V) for ``select``'s (cache row, column) pairs of a ``ForwardBatch``:
+        through a CUDA graph where one holds it (``runtime.graphs``), else eagerly."""
+        if self.graphs is not None:
+            logits = self.graphs.forward(batch, select)
+            if logits is not None:
+                return logits
+        return self.forward(**batch.build(self.device, select=select))
 
     @torch.inference_mode()
     def forward_tree(self, tokens: torch.Tensor, parents: torch.Tensor, query_starts: torch.Tensor,
