@@ -466,4 +466,13 @@ MUTATIONS = [
         ("tests/executor/test_graphs.py::"
          "test_a_padded_bucket_gives_the_eager_logits_and_leaves_other_rows_alone",),
     ),
+    Mutation(
+        "simulated-lookup-ignores-context",
+        "the simulator draws every request's lookup match from the overall shares, whatever its context length",
+        "specgrove/sim/acceptance.py",
+        "        if self.orders_by_context and contexts is not None:",
+        "        if False:",
+        ("tests/policies/test_lookup.py::test_the_simulated_lookup_draws_orders_by_context_length",
+         "tests/calibration/test_calibration.py::test_recovers_lookup_s_order_shares_by_context_length"),
+    ),
 ]

@@ -59,6 +59,16 @@ def _lookup_lines(profile: Profile) -> list[str]:
              "| match order | share of requests | acceptance by depth |", "|---:|---:|---|"]
     for n, (share, accept) in enumerate(zip(profile.lookup["orders"], profile.lookup["accept"]), start=1):
         lines.append(f"| {n} | {share:.3f} | {', '.join(f'{p:.2f}' for p in accept)} |")
+    edges, rows = profile.lookup.get("context_edges", []), profile.lookup.get("orders_by_context", [])
+    if rows:
+        counts = evidence.get("requests_by_context", [None] * len(rows))
+        names = [f"< {edges[0]}"] + [f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])] + [f">= {edges[-1]}"]
+        lines += ["", "Order shares by the request's context length (cached tokens; a bin with under "
+                  "100 request steps takes the overall shares):", "",
+                  "| context | request steps | " + " | ".join(f"order {n}" for n in range(1, len(rows[0]) + 1)) + " |",
+                  "|---|---:|" + "---:|" * len(rows[0])]
+        lines += [f"| {name} | {count if count is not None else ''} | " + " | ".join(f"{p:.3f}" for p in row) + " |"
+                  for name, count, row in zip(names, counts, rows)]
     return lines + [""]
 
 

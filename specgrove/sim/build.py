@@ -58,7 +58,11 @@ def _synthetic_lookup(s: Scenario, profile=None) -> SyntheticLookup:
     params = dict(PAIRS[s.models.pair].lookup_behaviour) if s.models.pair else {}
     if profile is not None:
         params.update(profile.lookup)
-    params.update(s.acceptance.lookup.model_dump(exclude_none=True))
+    own = s.acceptance.lookup.model_dump(exclude_none=True)
+    if "orders" in own and "orders_by_context" not in own:  # the scenario's orders, for every context
+        params.pop("orders_by_context", None)
+        params.pop("context_edges", None)
+    params.update(own)
     try:
         return SyntheticLookup(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) for k, v in params.items()})
     except ValueError as exc:

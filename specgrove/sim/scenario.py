@@ -171,6 +171,10 @@ class SyntheticLookupSpec(Strict):
     # above it were). See ``acceptance.SyntheticLookup``.
     orders: list[float] | None = None
     accept: list[list[float]] | None = None
+    # Optional: the order shares by the request's context length (cached tokens): one row per
+    # bin that ``context_edges`` cut, replacing ``orders`` for the requests in it.
+    context_edges: list[int] | None = None
+    orders_by_context: list[list[float]] | None = None
 
 
 class AcceptanceSpec(Strict):

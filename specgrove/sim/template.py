@@ -82,6 +82,8 @@ DESCRIPTIONS: dict[str, str] = {
     "AcceptanceSpec.lookup": "prompt lookup's behaviour (unset: the pair preset's, or a profile's fit)",
     "SyntheticLookupSpec.orders": "per n-gram order n = 1, 2, ...: chance a step's longest context match has order n",
     "SyntheticLookupSpec.accept": "per order: chance the chain's token at each depth is accepted, the ones above it were",
+    "SyntheticLookupSpec.context_edges": "cached-token counts cutting request contexts into bins for orders_by_context",
+    "SyntheticLookupSpec.orders_by_context": "per context bin (one more than the edges): the orders' chances there",
     "PoliciesSpec.tree": "tree policy: the shape of each request's draft tree",
     "PoliciesSpec.tree_options": "options of the tree policy (empty: its defaults)",
     "PoliciesSpec.tree_budget": "tree nodes per request per step",

@@ -131,3 +131,32 @@ def test_recovers_prompt_lookup_s_orders_and_acceptance(tmp_path):
     assert load_profile(saved).lookup == profile.lookup
     # The draft fit takes no lookup chain for a draft tree: this trace has none to fit.
     assert profile.fit["acceptance"]["levels"] == 0
+
+
+def test_recovers_lookup_s_order_shares_by_context_length(tmp_path):
+    """Matches that grow likelier with the context (as the demo pair's do): a simulated run
+    whose order shares depend on each request's cached tokens, calibrated, gives back each
+    context bin's shares (where the bin saw enough steps), and a scenario on the profile draws
+    by them."""
+    from specgrove.calibration.acceptance_fit import LOOKUP_CONTEXT_EDGES
+
+    edges = list(LOOKUP_CONTEXT_EDGES)
+    by_context = [[0.1, 0.0, 0.1], [0.3, 0.05, 0.15], [0.4, 0.05, 0.3], [0.4, 0.05, 0.45], [0.2, 0.05, 0.7]]
+    accept = [[0.3, 0.6], [0.5], [0.9, 0.8, 0.7]]
+    path = tmp_path / "lookup.jsonl"
+    run_scenario(scenario(policies={"tree": "lookup", "tree_options": {"length": 4}, "tree_budget": 12},
+                          acceptance__lookup={"orders": [0.3, 0.05, 0.3], "accept": accept,
+                                              "context_edges": edges, "orders_by_context": by_context}),
+                 cost_model=TRUE_COST, trace_path=path)
+    profile = calibrate(read_trace(path), [str(path)])[0]
+    assert profile.lookup["context_edges"] == edges
+    counts = profile.fit["lookup"]["requests_by_context"]
+    assert sum(c >= 1000 for c in counts) >= 2, counts  # the workload reaches several bins
+    for count, got, want in zip(counts, profile.lookup["orders_by_context"], by_context):
+        if count >= 1000:
+            np.testing.assert_allclose(got, want, atol=0.03)
+        elif count < 100:  # too few to stand alone: the overall shares
+            assert got == profile.lookup["orders"]
+    saved = tmp_path / "profile.json"
+    profile.save(saved)
+    assert load_profile(saved).lookup == profile.lookup

@@ -248,3 +248,22 @@ def test_the_simulated_lookup_draws_its_orders_and_acceptance():
                                [0.8, 0.4, 0.2, 0.1], atol=0.01)
     with pytest.raises(ValueError, match="summing to at most 1"):
         SyntheticLookup(orders=(0.8, 0.4), accept=((0.5,), (0.5,)))
+
+
+def test_the_simulated_lookup_draws_orders_by_context_length():
+    """Per context bin its own shares; without contexts (or without bins), the overall ones,
+    from the same draws."""
+    model = SyntheticLookup(orders=(0.5, 0.3), accept=((0.5,), (0.5,)), context_edges=(50, 100),
+                            orders_by_context=((0.1, 0.0), (0.5, 0.3), (0.0, 0.9)))
+    contexts = np.repeat([10, 60, 500], 20000)
+    orders = model.draw_orders(len(contexts), np.random.default_rng(0), contexts)
+    for ctx, want in ((10, [0.9, 0.1, 0.0]), (60, [0.2, 0.5, 0.3]), (500, [0.1, 0.0, 0.9])):
+        got = orders[contexts == ctx]
+        np.testing.assert_allclose([np.mean(got == n) for n in range(3)], want, atol=0.01)
+    plain = SyntheticLookup(orders=(0.5, 0.3), accept=((0.5,), (0.5,)))
+    np.testing.assert_array_equal(model.draw_orders(100, np.random.default_rng(1)),
+                                  plain.draw_orders(100, np.random.default_rng(1), contexts[:100]))
+    with pytest.raises(ValueError, match="one more row than edges"):
+        SyntheticLookup(orders=(0.5,), accept=((0.5,),), context_edges=(50,), orders_by_context=((0.5,),))
+    with pytest.raises(ValueError, match="need 1 chances each"):
+        SyntheticLookup(orders=(0.5,), accept=((0.5,),), context_edges=(50,), orders_by_context=((0.5,), (0.2, 0.1)))
