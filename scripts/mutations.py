@@ -473,6 +473,16 @@ MUTATIONS = [
         "        if self.orders_by_context and contexts is not None:",
         "        if False:",
         ("tests/policies/test_lookup.py::test_the_simulated_lookup_draws_orders_by_context_length",
-         "tests/calibration/test_calibration.py::test_recovers_lookup_s_order_shares_by_context_length"),
+         "tests/calibration/test_calibration.py::"
+         "test_recovers_lookup_s_order_shares_by_context_length_and_chain_lengths"),
+    ),
+    Mutation(
+        "simulated-lookup-chains-always-full",
+        "every simulated match offers the policy's full chain, however few tokens followed it",
+        "specgrove/sim/acceptance.py",
+        "            lookup = lambda i, k: (list(range(-1, -min(k, held[i]) - 1, -1)), orders[i])",
+        "            lookup = lambda i, k: (list(range(-1, -k - 1, -1)), orders[i])",
+        ("tests/calibration/test_calibration.py::"
+         "test_recovers_lookup_s_order_shares_by_context_length_and_chain_lengths",),
     ),
 ]

@@ -112,6 +112,7 @@ def fit_lookup(trace: Trace, max_depth: int = 8) -> dict:
     matches, as ``dynamic-cost`` does, overstates them; the fixed ``lookup`` method does not)."""
     orders: Counter = Counter()
     by_bin: list[Counter] = [Counter() for _ in range(len(LOOKUP_CONTEXT_EDGES) + 1)]
+    sizes: dict[int, Counter] = defaultdict(Counter)  # per order: chain lengths verified
     reached = np.zeros((0, max_depth))
     accepted = np.zeros((0, max_depth))
     for _, share in trace.request_steps():
@@ -122,6 +123,7 @@ def fit_lookup(trace: Trace, max_depth: int = 8) -> dict:
         by_bin[int(np.searchsorted(LOOKUP_CONTEXT_EDGES, share.context_tokens, side="right"))][n] += 1
         if n == 0 or share.tree_size == 0:
             continue
+        sizes[n][share.tree_size] += 1
         if n > len(reached):
             grow = n - len(reached)
             reached = np.vstack([reached, np.zeros((grow, max_depth))])
@@ -141,7 +143,11 @@ def fit_lookup(trace: Trace, max_depth: int = 8) -> dict:
     shares = lambda counts: [round(counts[n] / sum(counts.values()), 4) for n in range(1, len(reached) + 1)]  # noqa: E731
     overall = shares(orders)
     by_context = [shares(c) if sum(c.values()) >= LOOKUP_MIN_BIN else overall for c in by_bin]
-    return {"orders": overall, "accept": accept,
+    longest = max((k for c in sizes.values() for k in c), default=1)
+    lengths = [[round(sizes[n][k] / sum(sizes[n].values()), 4) if sizes[n] else float(k == longest)
+                for k in range(1, longest + 1)] for n in range(1, len(reached) + 1)]
+    lengths = [[p / sum(row) for p in row] for row in lengths]  # exactly 1 after rounding
+    return {"orders": overall, "accept": accept, "lengths": lengths,
             "context_edges": list(LOOKUP_CONTEXT_EDGES), "orders_by_context": by_context,
             "evidence": {"requests": total, "reached": reached.astype(int).tolist(),
                          "accepted": accepted.astype(int).tolist(),

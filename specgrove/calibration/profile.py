@@ -91,7 +91,8 @@ def load_profile(path: str | Path) -> Profile:
         try:
             SyntheticLookup(tuple(lookup["orders"]), tuple(tuple(a) for a in lookup["accept"]),
                             tuple(lookup.get("context_edges", ())),
-                            tuple(tuple(a) for a in lookup.get("orders_by_context", ())))
+                            tuple(tuple(a) for a in lookup.get("orders_by_context", ())),
+                            tuple(tuple(a) for a in lookup.get("lengths", ())))
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"{path}: 'lookup' must hold orders and accept chances ({exc})") from None
     return Profile(model, {k: float(draft[k]) for k in DRAFT_FIELDS if k in draft}, rows, list(data.get("sources", [])),

@@ -56,9 +56,10 @@ def _lookup_lines(profile: Profile) -> list[str]:
         return []
     evidence = profile.fit.get("lookup", {})
     lines = [f"Prompt lookup (exact mode), fitted on {evidence.get('requests', 0)} request steps of lookup chains:", "",
-             "| match order | share of requests | acceptance by depth |", "|---:|---:|---|"]
-    for n, (share, accept) in enumerate(zip(profile.lookup["orders"], profile.lookup["accept"]), start=1):
-        lines.append(f"| {n} | {share:.3f} | {', '.join(f'{p:.2f}' for p in accept)} |")
+             "| match order | share of requests | acceptance by depth | chain of 1, 2, ... tokens |", "|---:|---:|---|---|"]
+    lengths = profile.lookup.get("lengths") or [[]] * len(profile.lookup["orders"])
+    for n, (share, accept, held) in enumerate(zip(profile.lookup["orders"], profile.lookup["accept"], lengths), start=1):
+        lines.append(f"| {n} | {share:.3f} | {', '.join(f'{p:.2f}' for p in accept)} | {', '.join(f'{p:.2f}' for p in held)} |")
     edges, rows = profile.lookup.get("context_edges", []), profile.lookup.get("orders_by_context", [])
     if rows:
         counts = evidence.get("requests_by_context", [None] * len(rows))

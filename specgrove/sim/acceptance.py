@@ -65,12 +65,19 @@ class SyntheticLookup:
     48 cached tokens found a match at 42% of its steps, one past 192 at 86%. With
     ``context_edges`` (increasing token counts, cutting contexts into one more bin than edges),
     ``orders_by_context[b]`` replaces ``orders`` for a request whose context is in bin b, so a
-    workload of shorter or longer requests than the calibration's gets its own mix of matches."""
+    workload of shorter or longer requests than the calibration's gets its own mix of matches.
+
+    A chain holds only the tokens that followed the match in the context: a recent match has
+    few. With ``lengths``, ``lengths[n - 1][k - 1]`` is the chance that an order-n match offers
+    exactly k tokens (the policy takes at most its own length); without, every match offers
+    the policy's full length. On the demo pair's serving traces 41% of order-3 chains held 2
+    tokens of the 4 asked for."""
 
     orders: tuple[float, ...] = (0.35, 0.05, 0.2)
     accept: tuple[tuple[float, ...], ...] = ((0.3, 0.7, 0.65, 0.6), (0.55, 0.5, 0.35, 0.3), (0.95, 0.95, 0.9, 0.75, 0.6))
     context_edges: tuple[int, ...] = ()
     orders_by_context: tuple[tuple[float, ...], ...] = ()
+    lengths: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
         for shares in (self.orders, *self.orders_by_context):
@@ -86,6 +93,19 @@ class SyntheticLookup:
                                  f"{len(self.orders_by_context)} rows)")
             if any(len(row) != len(self.orders) for row in self.orders_by_context):
                 raise ValueError(f"lookup orders_by_context rows need {len(self.orders)} chances each, as orders")
+        if self.lengths and (len(self.lengths) != len(self.orders) or any(
+                not row or any(p < 0 for p in row) or abs(sum(row) - 1) > 1e-3 for row in self.lengths)):
+            raise ValueError("lookup lengths need, per order, chances of 1, 2, ... tokens summing to 1")
+
+    def draw_lengths(self, orders, cap: int, rng: np.random.Generator) -> list[int]:
+        """Tokens each request's chain holds (``orders``: each one's match order, 0 for none),
+        at most ``cap``; ``cap`` for every match without ``lengths``."""
+        if not self.lengths:
+            return [cap if o else 0 for o in orders]
+        u = rng.random(len(orders))
+        cums = [np.cumsum(row) for row in self.lengths]
+        return [min(int(np.searchsorted(cums[o - 1], x, side="right")) + 1, len(cums[o - 1]), cap) if o else 0
+                for o, x in zip(orders, u)]
 
     def draw_orders(self, n: int, rng: np.random.Generator, contexts=None) -> np.ndarray:
         """Each of ``n`` requests' match order this step (0: none), by its context's bin when
@@ -190,11 +210,12 @@ class ExactAcceptance:
             draft = lambda ids, exps: self.draft_round(ids, exps, domains, rng)  # noqa: E731
         if lookup is None and self.policy.lookup_length:
             orders = self.lookup.draw_orders(n, rng, contexts).tolist()
+            held = self.lookup.draw_lengths(orders, self.policy.lookup_length, rng)
             # The chain's tokens are placeholders: a lookup step's walk reads only the match's
             # order. Negative, so that merged into a draft tree (``dynamic-lookup``) the chain
             # never coincides with a draft proposal (synthetic tokens are ranks, 0 up): it hangs
             # from the root as a branch of its own, walked like the draft's nodes by its scores.
-            lookup = lambda i, k: (list(range(-1, -k - 1, -1)), orders[i]) if orders[i] else ([], 0)  # noqa: E731
+            lookup = lambda i, k: (list(range(-1, -min(k, held[i]) - 1, -1)), orders[i]) if orders[i] else ([], 0)  # noqa: E731
         if budget is None:
             return speculate(self.policy, self.budget_fn, self.budget, self.total_budget(n), contexts, draft,
                              lookup=lookup)

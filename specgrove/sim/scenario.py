@@ -175,6 +175,8 @@ class SyntheticLookupSpec(Strict):
     # bin that ``context_edges`` cut, replacing ``orders`` for the requests in it.
     context_edges: list[int] | None = None
     orders_by_context: list[list[float]] | None = None
+    # Optional, per order: the chances that a match offers 1, 2, ... tokens to copy.
+    lengths: list[list[float]] | None = None
 
 
 class AcceptanceSpec(Strict):

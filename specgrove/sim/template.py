@@ -84,6 +84,7 @@ DESCRIPTIONS: dict[str, str] = {
     "SyntheticLookupSpec.accept": "per order: chance the chain's token at each depth is accepted, the ones above it were",
     "SyntheticLookupSpec.context_edges": "cached-token counts cutting request contexts into bins for orders_by_context",
     "SyntheticLookupSpec.orders_by_context": "per context bin (one more than the edges): the orders' chances there",
+    "SyntheticLookupSpec.lengths": "per order: chances that a match offers 1, 2, ... tokens (unset: the policy's full length)",
     "PoliciesSpec.tree": "tree policy: the shape of each request's draft tree",
     "PoliciesSpec.tree_options": "options of the tree policy (empty: its defaults)",
     "PoliciesSpec.tree_budget": "tree nodes per request per step",

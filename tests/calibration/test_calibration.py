@@ -133,19 +133,20 @@ def test_recovers_prompt_lookup_s_orders_and_acceptance(tmp_path):
     assert profile.fit["acceptance"]["levels"] == 0
 
 
-def test_recovers_lookup_s_order_shares_by_context_length(tmp_path):
-    """Matches that grow likelier with the context (as the demo pair's do): a simulated run
-    whose order shares depend on each request's cached tokens, calibrated, gives back each
-    context bin's shares (where the bin saw enough steps), and a scenario on the profile draws
-    by them."""
+def test_recovers_lookup_s_order_shares_by_context_length_and_chain_lengths(tmp_path):
+    """Matches that grow likelier with the context (as the demo pair's do), and chains that
+    hold fewer tokens than asked for: a simulated run whose order shares depend on each
+    request's cached tokens, calibrated, gives back each context bin's shares (where the bin
+    saw enough steps) and each order's law of chain lengths."""
     from specgrove.calibration.acceptance_fit import LOOKUP_CONTEXT_EDGES
 
     edges = list(LOOKUP_CONTEXT_EDGES)
     by_context = [[0.1, 0.0, 0.1], [0.3, 0.05, 0.15], [0.4, 0.05, 0.3], [0.4, 0.05, 0.45], [0.2, 0.05, 0.7]]
     accept = [[0.3, 0.6], [0.5], [0.9, 0.8, 0.7]]
+    lengths = [[0.0, 0.1, 0.1, 0.8], [0.0, 0.0, 0.0, 1.0], [0.1, 0.4, 0.2, 0.3]]  # a chain of 1..4 tokens
     path = tmp_path / "lookup.jsonl"
     run_scenario(scenario(policies={"tree": "lookup", "tree_options": {"length": 4}, "tree_budget": 12},
-                          acceptance__lookup={"orders": [0.3, 0.05, 0.3], "accept": accept,
+                          acceptance__lookup={"orders": [0.3, 0.05, 0.3], "accept": accept, "lengths": lengths,
                                               "context_edges": edges, "orders_by_context": by_context}),
                  cost_model=TRUE_COST, trace_path=path)
     profile = calibrate(read_trace(path), [str(path)])[0]
@@ -157,6 +158,8 @@ def test_recovers_lookup_s_order_shares_by_context_length(tmp_path):
             np.testing.assert_allclose(got, want, atol=0.03)
         elif count < 100:  # too few to stand alone: the overall shares
             assert got == profile.lookup["orders"]
+    for got, want in zip(profile.lookup["lengths"], lengths):  # the chains' lengths, per order
+        np.testing.assert_allclose(got, want, atol=0.04)
     saved = tmp_path / "profile.json"
     profile.save(saved)
     assert load_profile(saved).lookup == profile.lookup

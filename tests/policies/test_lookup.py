@@ -267,3 +267,17 @@ def test_the_simulated_lookup_draws_orders_by_context_length():
         SyntheticLookup(orders=(0.5,), accept=((0.5,),), context_edges=(50,), orders_by_context=((0.5,),))
     with pytest.raises(ValueError, match="need 1 chances each"):
         SyntheticLookup(orders=(0.5,), accept=((0.5,),), context_edges=(50,), orders_by_context=((0.5,), (0.2, 0.1)))
+
+
+def test_the_simulated_lookup_draws_how_many_tokens_a_match_offers():
+    """A match near the end of the context offers few tokens: per order, the law of the chain's
+    length, capped by the policy's own length; without one, every match offers the cap."""
+    model = SyntheticLookup(orders=(0.5, 0.5), accept=((0.5,), (0.5,)), lengths=((1.0,), (0.0, 0.5, 0.2, 0.3)))
+    orders = [1, 2, 0] * 20000
+    held = np.array(model.draw_lengths(orders, 3, np.random.default_rng(0)))
+    assert set(held[0::3]) == {1} and set(held[2::3]) == {0}
+    np.testing.assert_allclose([np.mean(held[1::3] == k) for k in (1, 2, 3)], [0.0, 0.5, 0.5], atol=0.01)
+    plain = SyntheticLookup(orders=(0.5, 0.5), accept=((0.5,), (0.5,)))
+    assert plain.draw_lengths([1, 2, 0], 4, np.random.default_rng(0)) == [4, 4, 0]
+    with pytest.raises(ValueError, match="summing to 1"):
+        SyntheticLookup(orders=(0.5,), accept=((0.5,),), lengths=((0.5, 0.2),))
