@@ -129,7 +129,10 @@ def test_a_probe_drafts_over_its_own_cache_row_and_does_not_teach_the_draft_fit(
     steps = [r for r in records if type(r).__name__ == "StepRecord"]
     probes = [s for s, probing in zip(steps, probed) if probing]
     assert probes, "a shape nothing is known of is first tried on one request"
-    assert all(s.draft_rounds and sum(q.tree_size > 0 for q in s.requests) == 1 for s in probes)
+    # A probe drafts for one request; that request may still keep no node, when the online fit
+    # (real timings, so now and then) says none pays for its verification: never more than one.
+    assert all(s.draft_rounds and sum(q.tree_size > 0 for q in s.requests) <= 1 for s in probes)
+    assert any(sum(q.tree_size > 0 for q in s.requests) == 1 for s in probes)
     assert steps_proposed[0] == len(steps)
     for probe in probes:
         rows = [b for n, b in widths if n == steps.index(probe)]
