@@ -283,8 +283,8 @@ class SpecEngine:
     def graph_stats(self) -> dict | None:
         """Both models' CUDA graphs (``runtime.graphs``), summed: captured, capture seconds,
         replays and dense forwards that ran eagerly; None without graphs."""
-        models = [self.target.model, getattr(getattr(self.drafter, "worker", None), "model", None)]
-        found = [m.graphs.stats.as_dict() for m in models if getattr(m, "graphs", None) is not None]
+        models = [self.target.model] + ([self.drafter.worker.model] if isinstance(self.drafter, LocalDraft) else [])
+        found = [m.graphs.stats.as_dict() for m in models if m.graphs is not None]
         return {k: round(sum(f[k] for f in found), 3) for k in found[0]} if found else None
 
     def run(self) -> dict[int, list[int]]:
@@ -301,17 +301,15 @@ def cache_headroom(config: EngineConfig) -> int:
     return max(256, total) + 2
 
 
-def capture_graphs(*models, emulate: bool = False) -> dict:
+def capture_graphs(*models, emulate: bool = False) -> None:
     """Capture every dense-forward bucket of each model now, at build time, so that no request
-    pays for a capture (``runtime.graphs``); logs and returns what it took."""
+    pays for a capture (``runtime.graphs``); logs what it took (``graph_stats`` reports it)."""
     started = time.perf_counter()
     for m in models:
         m.graphs = graphs.DecodeGraphs(m, emulate=emulate)
         m.graphs.capture_all()
-    took = time.perf_counter() - started
-    count = sum(m.graphs.stats.captured for m in models)
-    log.info("captured %d %sCUDA graphs in %.2f s (before any request)", count, "emulated " if emulate else "", took)
-    return {"captured": count, "capture_s": took}
+    log.info("captured %d %sCUDA graphs in %.2f s (before any request)", sum(m.graphs.stats.captured for m in models),
+             "emulated " if emulate else "", time.perf_counter() - started)
 
 
 def build_engine(target, draft, config: EngineConfig, policy_options: dict | None = None,
