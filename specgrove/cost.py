@@ -10,7 +10,7 @@ every model states explicitly (zero where it has none), so nothing a fit found i
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -44,6 +44,17 @@ class CostModel(Protocol):
         back (zero when the draft shares the target's devices)."""
         ...
 
+    def prefill_s(self, num_requests: int, num_tokens: int) -> tuple[float, float]:
+        """Seconds of a separate prefill's target forward and draft forward over ``num_tokens``
+        prompt tokens of ``num_requests`` new requests (nothing cached yet)."""
+        ...
+
+    def admit_s(self, num_requests: int) -> tuple[float, float]:
+        """Host seconds around a separate prefill of ``num_requests`` new requests: before it
+        (taking them in, on top of the last step's own host work) and after it (before the
+        next step starts)."""
+        ...
+
 
 @dataclass(frozen=True)
 class AffineCostModel:
@@ -69,11 +80,29 @@ class AffineCostModel:
     comm_per_token_s: float = 0.0
     transfer_base_s: float = 0.0  # draft apart: per step, both directions
     transfer_per_node_s: float = 0.0
+    # A separate prefill's forwards, fitted apart from the decoding steps (a prompt's forward
+    # is not a wide verification: on the demo pair a 48-token prefill took 30% longer than the
+    # step terms said). None: not fitted apart, and a prefill prices as a forward with nothing
+    # cached (``target_forward_s``, ``draft_step_s``).
+    prefill_base_s: float | None = None
+    prefill_per_request_s: float | None = None
+    prefill_per_token_s: float | None = None
+    draft_prefill_base_s: float | None = None
+    draft_prefill_per_request_s: float | None = None
+    draft_prefill_per_token_s: float | None = None
+    admit_base_s: float = 0.0  # host work taking new requests in, before their prefill
+    admit_per_request_s: float = 0.0
+    after_prefill_s: float = 0.0  # host work between a prefill and the next step
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            if value < 0:
+            if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
+        for prefix in ("prefill_", "draft_prefill_"):
+            terms = [getattr(self, f"{prefix}{t}") for t in ("base_s", "per_request_s", "per_token_s")]
+            if any(t is None for t in terms) and any(t is not None for t in terms):
+                raise ValueError(f"{prefix}base_s, {prefix}per_request_s and {prefix}per_token_s go together "
+                                 "(all fitted, or all None)")
 
     def target_forward_s(self, num_requests: int, num_tokens: int, num_context_tokens: int) -> float:
         return (
@@ -101,6 +130,27 @@ class AffineCostModel:
         if not (self.transfer_base_s or self.transfer_per_node_s):
             return 0.0
         return self.transfer_base_s + self.transfer_per_node_s * (num_tree_nodes + num_accepted)
+
+    def scaled(self, factor: float) -> AffineCostModel:
+        """Every time multiplied by ``factor`` (a host that runs slower or faster)."""
+        if factor == 1:
+            return self
+        return AffineCostModel(**{k: None if v is None else v * factor for k, v in vars(self).items()})
+
+    def prefill_s(self, num_requests: int, num_tokens: int) -> tuple[float, float]:
+        if self.prefill_base_s is None:
+            target = self.target_forward_s(num_requests, num_tokens, 0)
+        else:
+            target = self.prefill_base_s + self.prefill_per_request_s * num_requests + self.prefill_per_token_s * num_tokens
+        if self.draft_prefill_base_s is None:
+            draft = self.draft_step_s(num_requests, num_tokens, 0)
+        else:
+            draft = (self.draft_prefill_base_s + self.draft_prefill_per_request_s * num_requests
+                     + self.draft_prefill_per_token_s * num_tokens)
+        return target, draft
+
+    def admit_s(self, num_requests: int) -> tuple[float, float]:
+        return self.admit_base_s + self.admit_per_request_s * num_requests, self.after_prefill_s
 
 
 @dataclass(frozen=True)
@@ -217,7 +267,10 @@ class OnlineCostModel:
 
     def current(self) -> AffineCostModel:
         (tb, tr, tt, tc), (db, dr, dt, dc), (sb, sr) = self.target.coef, self.draft.coef, self.step.coef
-        return AffineCostModel(tb, tt, db, dt, tc, dc, tr, dr, sb, sr)
+        # The terms it does not refit (communication, transfers, prefills) stay the prior's.
+        return replace(self.prior, target_base_s=tb, target_per_token_s=tt, draft_base_s=db, draft_per_token_s=dt,
+                       target_per_context_token_s=tc, draft_per_context_token_s=dc, target_per_request_s=tr,
+                       draft_per_request_s=dr, step_base_s=sb, step_per_request_s=sr)
 
     def target_forward_s(self, num_requests: int, num_tokens: int, num_context_tokens: int) -> float:
         return self.target.price((1, num_requests, num_tokens, num_context_tokens))
@@ -233,3 +286,9 @@ class OnlineCostModel:
 
     def transfer_s(self, num_tree_nodes: int, num_accepted: int) -> float:
         return self.prior.transfer_s(num_tree_nodes, num_accepted)
+
+    def prefill_s(self, num_requests: int, num_tokens: int) -> tuple[float, float]:
+        return self.prior.prefill_s(num_requests, num_tokens)
+
+    def admit_s(self, num_requests: int) -> tuple[float, float]:
+        return self.prior.admit_s(num_requests)

@@ -8,11 +8,23 @@ for them (``specgrove.sim.planner``), so a profile fitted here plugs straight in
                + one more draft forward over the prompts of requests prefilled in the step
     other    = s_base + s_req * batch        (host work after verification, plus the gap to the
                                               next step when no admission came in between: a
-                                              server's streaming and scheduling)
+                                              server's streaming and scheduling; plus draft time
+                                              in a step with no draft round: prompt lookup's
+                                              search)
 
-The executor prefills apart; its ``prefill`` lines add target and draft points with the
-prompts as the forward's tokens and no cached context. Coefficients are bounded at zero (time
-never falls with more work).
+The executor prefills apart, in ``prefill`` lines. With at least ``MIN_PREFILLS`` of them the
+prefill forwards get terms of their own (a prompt's forward is not a wide verification: on the
+demo pair a 48-token prefill took about 30% longer than the step terms priced it), and so does
+the host work around an admission that interrupts a running batch:
+
+    prefill       = p_base + p_req * requests + p_tok * prompt tokens     (target; draft alike)
+    admit         = a_base + a_req * requests   (from the last step's end to the prefill's start,
+                                                 less the host work a step is charged anyway)
+    after_prefill = constant                    (from the prefill's end to the next step)
+
+With fewer, the prefill lines join the target and draft points with the prompts as the
+forward's tokens and no cached context. Coefficients are bounded at zero (time never falls
+with more work).
 
 The simulator adds step times up, so the fit must get their *mean* right, not their median:
 on a loaded host step times have a long right tail (another thread holding a core, the GIL),
@@ -79,6 +91,9 @@ def robust_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return fit.x / scale
 
 
+MIN_PREFILLS = 10  # prefill lines a trace needs for prefill terms of their own
+
+
 def _gaps(trace: Trace) -> dict[int, float]:
     """Seconds from each step's end to the next step's start, where the next step of the same
     run follows directly (no prefill between them), by position in ``trace.steps``."""
@@ -93,7 +108,19 @@ def _gaps(trace: Trace) -> dict[int, float]:
     return gaps
 
 
-def _features(trace: Trace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _busy_admissions(trace: Trace):
+    """Prefills that came in between two steps of a running batch (the step after holds more
+    requests than were admitted): the engine was working, not waiting for an arrival, so the
+    gaps around the prefill are host work. Yields (prefill, step before, step after)."""
+    steps = {(s.labels, s.step): s for s in trace.steps}
+    for p in trace.prefills:
+        before, after = steps.get((p.labels, p.step - 1)), steps.get((p.labels, p.step))
+        if (before is not None and after is not None and after.batch_size > p.num_requests
+                and before.end_s <= p.start_s <= p.end_s <= after.start_s):
+            yield p, before, after
+
+
+def _features(trace: Trace, apart: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     target_x, target_y, draft_x, draft_y, other_x, other_y = [], [], [], [], [], []
     gaps = _gaps(trace)
     for i, s in enumerate(trace.steps):
@@ -109,28 +136,65 @@ def _features(trace: Trace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             draft_y.append(s.draft_ms / 1e3)
         if i in gaps or i == len(trace.steps) - 1:
             other_x.append([1.0, s.batch_size])
-            other_y.append(s.other_ms / 1e3 + gaps.get(i, 0.0))
+            # Draft time with no draft round (prompt lookup's n-gram search) is host work too.
+            searched = s.draft_ms if not rounds and not s.num_prefill else 0.0
+            other_y.append((s.other_ms + searched) / 1e3 + gaps.get(i, 0.0))
+    prefill_x, prefill_y, dprefill_x, dprefill_y = [], [], [], []
     for p in trace.prefills:
-        target_x.append([1.0, p.num_requests, p.prompt_tokens, 0.0])
-        target_y.append(p.target_ms / 1e3)
+        tx, ty = (prefill_x, prefill_y) if apart else (target_x, target_y)
+        dx, dy = (dprefill_x, dprefill_y) if apart else (draft_x, draft_y)
+        tx.append([1.0, p.num_requests, p.prompt_tokens] + ([] if apart else [0.0]))
+        ty.append(p.target_ms / 1e3)
         if p.draft_ms > 0:
-            draft_x.append([1.0, p.num_requests, p.prompt_tokens, 0.0])
-            draft_y.append(p.draft_ms / 1e3)
+            dx.append([1.0, p.num_requests, p.prompt_tokens] + ([] if apart else [0.0]))
+            dy.append(p.draft_ms / 1e3)
     as_arrays = lambda x, y, k: (np.asarray(x, dtype=float).reshape(-1, k), np.asarray(y, dtype=float))  # noqa: E731
-    return {"verify": as_arrays(target_x, target_y, 4), "draft": as_arrays(draft_x, draft_y, 4),
-            "other": as_arrays(other_x, other_y, 2)}
+    out = {"verify": as_arrays(target_x, target_y, 4), "draft": as_arrays(draft_x, draft_y, 4),
+           "other": as_arrays(other_x, other_y, 2)}
+    if apart:
+        out["prefill"] = as_arrays(prefill_x, prefill_y, 3)
+        out["draft_prefill"] = as_arrays(dprefill_x, dprefill_y, 3)
+    return out
+
+
+def _admission_features(trace: Trace, other: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The host work around busy admissions, beyond what the step before is charged anyway
+    (``other``: the fitted step overhead, which covers a step's own gap to the next)."""
+    before_x, before_y, after_y = [], [], []
+    for p, before, after in _busy_admissions(trace):
+        before_x.append([1.0, p.num_requests])
+        before_y.append(p.start_s - before.end_s + before.other_ms / 1e3 - other @ [1.0, before.batch_size])
+        after_y.append(after.start_s - p.end_s)
+    return {"admit": (np.asarray(before_x, dtype=float).reshape(-1, 2), np.asarray(before_y, dtype=float)),
+            "after_prefill": (np.ones((len(after_y), 1)), np.asarray(after_y, dtype=float))}
 
 
 def fit_cost(trace: Trace) -> tuple[AffineCostModel, list[Component]]:
     """The cost model that best explains the trace's step times, and each component's fit."""
-    comps = []
-    for name, (x, y) in _features(trace).items():
+    apart = len(trace.prefills) >= MIN_PREFILLS
+    features = _features(trace, apart)
+    comps = {}
+    for name, (x, y) in features.items():
         coef = robust_fit(x, y)
-        comps.append(Component(name, y, x @ coef if len(y) else y, coef))
-    t, d, o = (c.coef for c in comps)
+        comps[name] = Component(name, y, x @ coef if len(y) else y, coef)
+    if apart:
+        for name, (x, y) in _admission_features(trace, comps["other"].coef).items():
+            coef = robust_fit(x, y)
+            comps[name] = Component(name, y, x @ coef if len(y) else y, coef)
+    t, d, o = (comps[n].coef for n in ("verify", "draft", "other"))
+    terms = {}
+    if apart:
+        p = comps["prefill"].coef
+        terms.update(prefill_base_s=float(p[0]), prefill_per_request_s=float(p[1]), prefill_per_token_s=float(p[2]))
+        if len(comps["draft_prefill"].measured):  # a method with no draft has no draft prefill to fit
+            q = comps["draft_prefill"].coef
+            terms.update(draft_prefill_base_s=float(q[0]), draft_prefill_per_request_s=float(q[1]),
+                         draft_prefill_per_token_s=float(q[2]))
+        a, f = comps["admit"].coef, comps["after_prefill"].coef
+        terms.update(admit_base_s=float(a[0]), admit_per_request_s=float(a[1]), after_prefill_s=float(f[0]))
     model = AffineCostModel(
         target_base_s=float(t[0]), target_per_token_s=float(t[2]), draft_base_s=float(d[0]),
         draft_per_token_s=float(d[2]), target_per_context_token_s=float(t[3]),
         draft_per_context_token_s=float(d[3]), target_per_request_s=float(t[1]),
-        draft_per_request_s=float(d[1]), step_base_s=float(o[0]), step_per_request_s=float(o[1]))
-    return model, comps
+        draft_per_request_s=float(d[1]), step_base_s=float(o[0]), step_per_request_s=float(o[1]), **terms)
+    return model, list(comps.values())

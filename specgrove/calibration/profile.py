@@ -18,6 +18,8 @@ class ProfileError(ValueError):
     """A profile that cannot be used; the message names the file and what is wrong."""
 
 
+LOOKUP_FIELDS = {"orders", "accept", "context_edges", "orders_by_context", "lengths", "generated_edges",
+                 "orders_by_generated"}
 MIN_METHOD_STEPS = 100  # a method traced for fewer steps gets no cost model of its own
 
 
@@ -41,6 +43,10 @@ class Profile:
     # Prompt lookup's behaviour (``SyntheticLookup`` parameters: orders, accept), fitted on the
     # traced lookup chains; empty when the traces verified none.
     lookup: dict = field(default_factory=dict)
+    # method -> domain -> {"edges": [output tokens], "rows": [rows per bin]}: the rows split by
+    # how much of its own output the request had cached (tabulated mode draws each request's
+    # row from its own bin; absent: from the pooled rows)
+    acceptance_rows_by_generated: dict[str, dict[str, dict]] = field(default_factory=dict)
 
     def cost_for(self, method: str) -> AffineCostModel:
         return self.cost_by_method.get(method, self.cost)
@@ -49,7 +55,8 @@ class Profile:
         return {"version": PROFILE_VERSION, "sources": self.sources, "cost": asdict(self.cost),
                 "cost_by_method": {m: asdict(c) for m, c in self.cost_by_method.items()},
                 "frontend_s": self.frontend_s, "draft": self.draft, "lookup": self.lookup,
-                "acceptance_rows": self.acceptance_rows, "fit": self.fit}
+                "acceptance_rows": self.acceptance_rows,
+                "acceptance_rows_by_generated": self.acceptance_rows_by_generated, "fit": self.fit}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
@@ -74,13 +81,10 @@ def load_profile(path: str | Path) -> Profile:
     if not isinstance(by_method, dict):
         raise ProfileError(f"{path}: 'cost_by_method' must map method -> cost terms")
     by_method = {m: _cost_model(c, f"{path}: 'cost_by_method.{m}'") for m, c in by_method.items()}
-    rows = data.get("acceptance_rows", {})
-    ok = isinstance(rows, dict) and all(
-        isinstance(by, dict) and all(isinstance(r, list) and all(isinstance(x, list) and len(x) == 5 for x in r)
-                                     for r in by.values()) for by in rows.values())
-    if not ok:
-        raise ProfileError(f"{path}: 'acceptance_rows' must map method -> domain -> "
-                           "[tree size, accepted + 1, rounds, expanded, count] rows")
+    rows = _by_method_domain(data, "acceptance_rows", _are_rows, path,
+                             "[tree size, accepted + 1, rounds, expanded, count] rows")
+    binned = _by_method_domain(data, "acceptance_rows_by_generated", _are_bins, path,
+                               "{edges: increasing output-token counts, rows: one non-empty row list per bin}")
     frontend = data.get("frontend_s", 0.0)
     if isinstance(frontend, bool) or not isinstance(frontend, (int, float)) or not 0 <= frontend < 60:
         raise ProfileError(f"{path}: 'frontend_s' must be seconds in [0, 60), got {frontend!r}")
@@ -92,19 +96,56 @@ def load_profile(path: str | Path) -> Profile:
             SyntheticLookup(tuple(lookup["orders"]), tuple(tuple(a) for a in lookup["accept"]),
                             tuple(lookup.get("context_edges", ())),
                             tuple(tuple(a) for a in lookup.get("orders_by_context", ())),
-                            tuple(tuple(a) for a in lookup.get("lengths", ())))
+                            tuple(tuple(a) for a in lookup.get("lengths", ())),
+                            tuple(lookup.get("generated_edges", ())),
+                            tuple(tuple(a) for a in lookup.get("orders_by_generated", ())))
+            unknown = set(lookup) - LOOKUP_FIELDS
+            if unknown:
+                raise ValueError(f"unknown fields {', '.join(sorted(unknown))}")
         except (KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"{path}: 'lookup' must hold orders and accept chances ({exc})") from None
     return Profile(model, {k: float(draft[k]) for k in DRAFT_FIELDS if k in draft}, rows, list(data.get("sources", [])),
-                   data.get("fit", {}), by_method, float(frontend), lookup)
+                   data.get("fit", {}), by_method, float(frontend), lookup, binned)
+
+
+def _by_method_domain(data: dict, key: str, valid, path: Path, what: str) -> dict:
+    """``data[key]`` (default empty), checked to map method -> domain -> something ``valid``."""
+    value = data.get(key, {})
+    if not (isinstance(value, dict) and all(isinstance(by, dict) and all(valid(v) for v in by.values())
+                                            for by in value.values())):
+        raise ProfileError(f"{path}: '{key}' must map method -> domain -> {what}")
+    return value
+
+
+def _are_rows(rows) -> bool:
+    return isinstance(rows, list) and all(
+        isinstance(x, list) and len(x) == 5 and all(isinstance(v, int) and v >= 0 for v in x) and x[4] > 0
+        for x in rows)
+
+
+def _are_bins(b) -> bool:
+    if not isinstance(b, dict) or set(b) != {"edges", "rows"}:
+        return False
+    edges, rows = b["edges"], b["rows"]
+    return (isinstance(edges, list) and len(edges) >= 1 and all(isinstance(e, int) for e in edges)
+            and all(lo < hi for lo, hi in zip(edges, edges[1:]))
+            and isinstance(rows, list) and len(rows) == len(edges) + 1 and all(_are_rows(r) and r for r in rows))
+
+
+# Terms a profile written before they were fitted lacks: read as not fitted (prefills priced
+# as forwards, no admission host work), which is what that profile's simulator charged.
+LATER_COST_FIELDS = {"prefill_base_s", "prefill_per_request_s", "prefill_per_token_s", "draft_prefill_base_s",
+                     "draft_prefill_per_request_s", "draft_prefill_per_token_s", "admit_base_s",
+                     "admit_per_request_s", "after_prefill_s"}
 
 
 def _cost_model(cost, where: str) -> AffineCostModel:
     cost_fields = {f.name for f in fields(AffineCostModel)}
-    if not isinstance(cost, dict) or set(cost) != cost_fields:
+    if not isinstance(cost, dict) or not cost_fields - LATER_COST_FIELDS <= set(cost) <= cost_fields:
         raise ProfileError(f"{where} must have exactly the fields {', '.join(sorted(cost_fields))}")
     try:
-        return AffineCostModel(**{k: float(v) for k, v in cost.items()})
+        return AffineCostModel(**{k: None if v is None and k.startswith(("prefill_", "draft_prefill_")) else float(v)
+                                  for k, v in cost.items()})
     except (TypeError, ValueError) as exc:
         raise ProfileError(f"{where}: {exc}") from None
 
@@ -133,7 +174,13 @@ def frontend_latency(trace: Trace, client_ttft_s: list[float]) -> float:
 
 def calibrate(trace: Trace, sources: list[str]) -> tuple[Profile, list]:
     """Fit a profile to a trace; also returns the cost components (for the report's plot)."""
-    from specgrove.calibration.acceptance_fit import acceptance_curve, acceptance_rows, fit_draft, fit_lookup
+    from specgrove.calibration.acceptance_fit import (
+        acceptance_curve,
+        acceptance_rows,
+        acceptance_rows_by_generated,
+        fit_draft,
+        fit_lookup,
+    )
     from specgrove.calibration.cost_fit import fit_cost
 
     if not trace.steps:
@@ -160,4 +207,5 @@ def calibrate(trace: Trace, sources: list[str]) -> tuple[Profile, list]:
                 fit["by_method"][method] = {c.name: c.quality() for c in method_comps}
     if lookup:
         fit["lookup"] = lookup.pop("evidence")
-    return Profile(model, draft, acceptance_rows(trace), sources, fit, costs, lookup=lookup), comps
+    return Profile(model, draft, acceptance_rows(trace), sources, fit, costs, lookup=lookup,
+                   acceptance_rows_by_generated=acceptance_rows_by_generated(trace)), comps

@@ -13,7 +13,7 @@ import csv
 import json
 from pathlib import Path
 
-from specgrove.calibration.acceptance_fit import acceptance_rows
+from specgrove.calibration.acceptance_fit import acceptance_rows, acceptance_rows_by_generated
 from specgrove.calibration.profile import Profile, load_profile
 from specgrove.trace import read_trace
 
@@ -42,13 +42,17 @@ def arrivals_from_run(requests_csv: Path, out: Path) -> int:
 
 def replay_profile(base: Profile, trace_path: Path) -> tuple[Profile, list[str]]:
     """The scenario's profile with the run's own measured acceptance for the method(s) it ran."""
-    recorded = acceptance_rows(read_trace(trace_path))
+    trace = read_trace(trace_path)
+    recorded = acceptance_rows(trace)
     if not recorded:
         raise ReplayError(f"{trace_path}: the trace holds no decoding steps")
-    rows = dict(base.acceptance_rows)
-    rows.update(recorded)
+    rows = {**base.acceptance_rows, **recorded}
+    # A recorded method's binned rows are the run's own (or none, if it was too short to bin):
+    # never the base profile's bins alongside the run's pooled rows.
+    binned = {m: by for m, by in base.acceptance_rows_by_generated.items() if m not in recorded}
+    binned.update(acceptance_rows_by_generated(trace))
     return Profile(base.cost, base.draft, rows, base.sources + [str(trace_path)], base.fit,
-                   dict(base.cost_by_method), base.frontend_s), sorted(recorded)
+                   dict(base.cost_by_method), base.frontend_s, dict(base.lookup), binned), sorted(recorded)
 
 
 def prepare(run_dir: Path, scenario_data: dict, profile_path: str, trace_path: Path | None, out: Path) -> tuple[dict, list[str], int]:

@@ -8,6 +8,9 @@ import numpy as np
 
 from specgrove.calibration.profile import DRAFT_FIELDS, Profile
 
+# Cost components in report order: the step's three, then a separate prefill's (when fitted).
+COMPONENTS = ("verify", "draft", "other", "prefill", "draft_prefill", "admit", "after_prefill")
+
 
 def markdown(profile: Profile, command: str) -> str:
     lines = ["# Calibration profile", "", f"Command: `{command}`", "",
@@ -15,8 +18,10 @@ def markdown(profile: Profile, command: str) -> str:
              "## Cost model (least squares, Huber loss for far outliers)", "",
              "| component | points | R² | rel. error p50 | p90 | p99 | mean measured ms | mean fitted ms |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name in ("verify", "draft", "other"):
-        q = profile.fit.get(name, {})
+    for name in COMPONENTS:
+        if name not in profile.fit:
+            continue  # prefill terms: fitted only from traces with prefill lines
+        q = profile.fit[name]
         if not q.get("points"):
             lines.append(f"| {name} | 0 | - | - | - | - | - | - |")
             continue
@@ -32,7 +37,7 @@ def markdown(profile: Profile, command: str) -> str:
                   "| method | component | points | R² | rel. error p50 | mean measured ms | mean fitted ms |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         for method, quality in profile.fit.get("by_method", {}).items():
-            for name in ("verify", "draft", "other"):
+            for name in COMPONENTS:
                 q = quality.get(name, {})
                 if q.get("points"):
                     lines.append(f"| {method} | {name} | {q['points']} | {q['r2']:.4f} | {q['rel_error_p50']:.1%} | "
@@ -47,8 +52,29 @@ def markdown(profile: Profile, command: str) -> str:
               *_lookup_lines(profile),
               "Measured rows (tabulated mode): " + ", ".join(
                   f"`{m}` ({', '.join(f'{d}: {sum(x[4] for x in r)} request steps' for d, r in by.items())})"
-                  for m, by in profile.acceptance_rows.items())]
+                  for m, by in profile.acceptance_rows.items()),
+              *_generated_lines(profile)]
     return "\n".join(lines) + "\n"
+
+
+def _generated_lines(profile: Profile) -> list[str]:
+    """The tabulated rows by output cached: how many steps each bin holds and what they
+    emitted on average."""
+    if not profile.acceptance_rows_by_generated:
+        return []
+    lines = ["", "Measured rows by how much of its own output the request had cached (tabulated mode draws each "
+             "request's row from its own bin):", "",
+             "| method | domain | output tokens cached | request steps | mean emitted (accepted + 1) |",
+             "|---|---|---|---:|---:|"]
+    for method, by in profile.acceptance_rows_by_generated.items():
+        for domain, b in by.items():
+            bounds = [None, *b["edges"], None]
+            for lo, hi, rows in zip(bounds, bounds[1:], b["rows"]):
+                label = f"< {hi}" if lo is None else f">= {lo}" if hi is None else f"{lo}-{hi - 1}"
+                steps = sum(r[4] for r in rows)
+                mean = sum(r[1] * r[4] for r in rows) / steps
+                lines.append(f"| {method} | {domain} | {label} | {steps} | {mean:.2f} |")
+    return lines
 
 
 def _lookup_lines(profile: Profile) -> list[str]:
@@ -60,14 +86,18 @@ def _lookup_lines(profile: Profile) -> list[str]:
     lengths = profile.lookup.get("lengths") or [[]] * len(profile.lookup["orders"])
     for n, (share, accept, held) in enumerate(zip(profile.lookup["orders"], profile.lookup["accept"], lengths), start=1):
         lines.append(f"| {n} | {share:.3f} | {', '.join(f'{p:.2f}' for p in accept)} | {', '.join(f'{p:.2f}' for p in held)} |")
-    edges, rows = profile.lookup.get("context_edges", []), profile.lookup.get("orders_by_context", [])
-    if rows:
-        counts = evidence.get("requests_by_context", [None] * len(rows))
+    for key, title, header in (
+            ("context", "Order shares by the request's context length (cached tokens; a bin with under 100 request "
+                        "steps takes the overall shares):", "context"),
+            ("generated", "Order shares by the request's own output cached (tokens; what the simulator draws from, "
+                          "the context bins above standing in only where a profile lacks these):", "output cached")):
+        edges, rows = profile.lookup.get(f"{key}_edges", []), profile.lookup.get(f"orders_by_{key}", [])
+        if not rows:
+            continue
+        counts = evidence.get(f"requests_by_{key}") or [None] * len(rows)
         names = [f"< {edges[0]}"] + [f"{a}-{b - 1}" for a, b in zip(edges, edges[1:])] + [f">= {edges[-1]}"]
-        lines += ["", "Order shares by the request's context length (cached tokens; a bin with under "
-                  "100 request steps takes the overall shares):", "",
-                  "| context | request steps | " + " | ".join(f"order {n}" for n in range(1, len(rows[0]) + 1)) + " |",
-                  "|---|---:|" + "---:|" * len(rows[0])]
+        lines += ["", title, "", f"| {header} | request steps | "
+                  + " | ".join(f"order {n}" for n in range(1, len(rows[0]) + 1)) + " |", "|---|---:|" + "---:|" * len(rows[0])]
         lines += [f"| {name} | {count if count is not None else ''} | " + " | ".join(f"{p:.3f}" for p in row) + " |"
                   for name, count, row in zip(names, counts, rows)]
     return lines + [""]
@@ -79,7 +109,12 @@ def plot(profile: Profile, components: list, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    ncols = 4
+    nrows = (len(components) + 1 + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(16, 3.8 * nrows), squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(components) + 1:]:
+        ax.axis("off")
     for ax, comp in zip(axes, components):
         if len(comp.measured):
             y, f = comp.measured * 1e3, comp.fitted * 1e3
@@ -90,7 +125,7 @@ def plot(profile: Profile, components: list, path: Path) -> None:
             ax.set_title(f"{comp.name} time, R² {r2:.3f}")
         ax.set(xlabel="measured (ms)", ylabel="fitted (ms)")
     curve = profile.fit.get("acceptance", {}).get("curve")
-    ax = axes[3]
+    ax = axes[len(components)]
     if curve:
         edges = np.asarray(curve["edges"])
         mids = (edges[:-1] + edges[1:]) / 2

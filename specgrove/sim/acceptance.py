@@ -66,6 +66,10 @@ class SyntheticLookup:
     ``context_edges`` (increasing token counts, cutting contexts into one more bin than edges),
     ``orders_by_context[b]`` replaces ``orders`` for a request whose context is in bin b, so a
     workload of shorter or longer requests than the calibration's gets its own mix of matches.
+    What drives it is the request's own output: the model repeats what it already wrote (on
+    the same traces, by output tokens cached, 1.19 tokens a step over the first 8 and 2.62 past
+    58, whatever the prompt's length). With ``generated_edges`` (output tokens cached) and
+    ``orders_by_generated``, which ``calibrate`` fits, those shares are drawn instead.
 
     A chain holds only the tokens that followed the match in the context: a recent match has
     few. With ``lengths``, ``lengths[n - 1][k - 1]`` is the chance that an order-n match offers
@@ -78,21 +82,24 @@ class SyntheticLookup:
     context_edges: tuple[int, ...] = ()
     orders_by_context: tuple[tuple[float, ...], ...] = ()
     lengths: tuple[tuple[float, ...], ...] = ()
+    generated_edges: tuple[int, ...] = ()
+    orders_by_generated: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
-        for shares in (self.orders, *self.orders_by_context):
+        for shares in (self.orders, *self.orders_by_context, *self.orders_by_generated):
             if not shares or any(p < 0 for p in shares) or sum(shares) > 1 + 1e-9:
                 raise ValueError(f"lookup orders must be chances summing to at most 1, got {list(shares)}")
         if len(self.accept) != len(self.orders) or any(not a or any(not 0 <= p <= 1 for p in a) for a in self.accept):
             raise ValueError("lookup accept needs, per order, a non-empty list of chances in [0, 1]")
-        edges = list(self.context_edges)
-        if self.orders_by_context or edges:
-            if len(self.orders_by_context) != len(edges) + 1 or edges != sorted(set(edges)) or edges[0] <= 0:
-                raise ValueError("lookup orders_by_context needs one row per context bin: increasing positive "
-                                 f"context_edges and one more row than edges (got {len(edges)} edges, "
-                                 f"{len(self.orders_by_context)} rows)")
-            if any(len(row) != len(self.orders) for row in self.orders_by_context):
-                raise ValueError(f"lookup orders_by_context rows need {len(self.orders)} chances each, as orders")
+        for name, edges, rows in (("context", list(self.context_edges), self.orders_by_context),
+                                  ("generated", list(self.generated_edges), self.orders_by_generated)):
+            if not (rows or edges):
+                continue
+            if len(rows) != len(edges) + 1 or edges != sorted(set(edges)) or edges[0] <= 0:
+                raise ValueError(f"lookup orders_by_{name} needs one row per bin: increasing positive "
+                                 f"{name}_edges and one more row than edges (got {len(edges)} edges, {len(rows)} rows)")
+            if any(len(row) != len(self.orders) for row in rows):
+                raise ValueError(f"lookup orders_by_{name} rows need {len(self.orders)} chances each, as orders")
         if self.lengths and (len(self.lengths) != len(self.orders) or any(
                 not row or any(p < 0 for p in row) or abs(sum(row) - 1) > 1e-3 for row in self.lengths)):
             raise ValueError("lookup lengths need, per order, chances of 1, 2, ... tokens summing to 1")
@@ -107,13 +114,20 @@ class SyntheticLookup:
         return [min(int(np.searchsorted(cums[o - 1], x, side="right")) + 1, len(cums[o - 1]), cap) if o else 0
                 for o, x in zip(orders, u)]
 
-    def draw_orders(self, n: int, rng: np.random.Generator, contexts=None) -> np.ndarray:
-        """Each of ``n`` requests' match order this step (0: none), by its context's bin when
-        ``contexts`` (cached tokens per request) are given and the shares depend on them."""
+    def draw_orders(self, n: int, rng: np.random.Generator, contexts=None, generated=None) -> np.ndarray:
+        """Each of ``n`` requests' match order this step (0: none): by its bin of output cached
+        when ``generated`` (per request) is given and the shares depend on it, else by its
+        context's bin when ``contexts`` (cached tokens per request) are, else the overall."""
         u = rng.random(n)
-        if self.orders_by_context and contexts is not None:
-            bins = np.searchsorted(self.context_edges, np.asarray(contexts), side="right")
-            cum = np.cumsum(np.asarray(self.orders_by_context, dtype=float), axis=1)[bins]  # (n, orders)
+        binned = None
+        if self.orders_by_generated and generated is not None:
+            binned = self.generated_edges, self.orders_by_generated, generated
+        elif self.orders_by_context and contexts is not None:
+            binned = self.context_edges, self.orders_by_context, contexts
+        if binned is not None:
+            edges, rows, values = binned
+            bins = np.searchsorted(edges, np.asarray(values), side="right")
+            cum = np.cumsum(np.asarray(rows, dtype=float), axis=1)[bins]  # (n, orders)
             drawn = (u[:, None] >= cum).sum(axis=1) + 1
         else:
             drawn = np.searchsorted(np.cumsum(self.orders), u, side="right") + 1
@@ -198,18 +212,19 @@ class ExactAcceptance:
         return out
 
     def speculate(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator,
-                  budget: int | None = None, draft=None, lookup=None) -> Speculation:
+                  budget: int | None = None, draft=None, lookup=None, generated=None) -> Speculation:
         """The shared speculation step on synthetic answers (or on ``draft``'s, a
         ``BatchDraftFn``). With ``budget`` given (table building), every request keeps exactly
         that many nodes, bypassing the batch-budget policy; it still grows with the full
         per-request budget, as exact mode does before a share cuts it (so a table for a small
         share charges the draft work the real step would). ``lookup``: the requests' prompt
-        lookup matches (a ``LookupFn``); by default drawn from the synthetic lookup."""
+        lookup matches (a ``LookupFn``); by default drawn from the synthetic lookup (by each
+        request's ``generated``, its own output cached, where given)."""
         n = len(domains)
         if draft is None:
             draft = lambda ids, exps: self.draft_round(ids, exps, domains, rng)  # noqa: E731
         if lookup is None and self.policy.lookup_length:
-            orders = self.lookup.draw_orders(n, rng, contexts).tolist()
+            orders = self.lookup.draw_orders(n, rng, contexts, generated).tolist()
             held = self.lookup.draw_lengths(orders, self.policy.lookup_length, rng)
             # The chain's tokens are placeholders: a lookup step's walk reads only the match's
             # order. Negative, so that merged into a draft tree (``dynamic-lookup``) the chain
@@ -222,9 +237,12 @@ class ExactAcceptance:
         return speculate(self.policy, lambda scores, _: [budget] * len(scores), self.budget, budget * n, contexts, draft,
                          plan=False, lookup=lookup)
 
-    def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator, budget: int | None = None) -> Outcome:
-        """One step for a batch: speculate, then walk each tree to its accepted length."""
-        spec = self.speculate(domains, contexts, rng, budget)
+    def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator, budget: int | None = None,
+             generated: np.ndarray | None = None) -> Outcome:
+        """One step for a batch: speculate, then walk each tree to its accepted length
+        (``generated``: each request's own output already cached, which prompt lookup's
+        matches depend on)."""
+        spec = self.speculate(domains, contexts, rng, budget, generated=generated)
         n = len(domains)
         sizes = np.zeros(n, dtype=np.int64)
         accepted = np.zeros(n, dtype=np.int64)
@@ -272,12 +290,19 @@ class TabulatedAcceptance:
     """
 
     def __init__(self, exact: ExactAcceptance, rng: np.random.Generator, context_tokens: int, num_samples: int = 2048,
-                 measured: dict[int, np.ndarray] | None = None):
+                 measured: dict[int, np.ndarray] | None = None,
+                 measured_by_generated: dict[int, tuple[np.ndarray, list[np.ndarray]]] | None = None):
         self.exact, self.rng = exact, rng
         # A calibration profile's rows for this policy, per domain (distinct rows and their
         # counts): drawn as they were measured, whatever the batch's share of the budget,
         # instead of the synthetic draft's samples.
         self.measured = {d: self._quantiles(rows, num_samples) for d, rows in (measured or {}).items()}
+        # The same rows split by how much of its own output a request had cached, where the
+        # profile has them: each request draws from its own bin (prompt lookup's matches come
+        # from the text the model already wrote, so a long answer accepts more than a short
+        # one, and a workload's mix of output lengths need not be the calibration's).
+        self.by_generated = {d: (np.asarray(edges), [self._quantiles(r, num_samples) for r in rows])
+                             for d, (edges, rows) in (measured_by_generated or {}).items() if d in self.measured}
         self.context_tokens, self.num_samples = context_tokens, num_samples
         # Tables get their own streams, keyed by (domain, budget): their contents do not
         # depend on the order the run happens to need them in.
@@ -321,28 +346,44 @@ class TabulatedAcceptance:
             return float(self.measured[domain][:, 1].mean())
         return float(self.table(domain, self.exact.budget).rows[:, 1].mean())
 
-    def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator) -> Outcome:
+    def step(self, domains: np.ndarray, contexts: np.ndarray, rng: np.random.Generator,
+             generated: np.ndarray | None = None) -> Outcome:
+        """Each request's row: from its domain's measured bin of ``generated`` (its own output
+        already cached; none given: 0), else the domain's measured or synthetic table."""
         n = len(domains)
         if not self.measured and self.exact.policy.step_budget(self.exact.budget, contexts) <= 0:
             # The policy decodes plainly this step (load-adaptive ``dynamic-cost``): no draft
             # round, one token each. Tables hold what speculating yields; measured rows already
             # hold the executor's own choices.
             return Outcome(np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64), [], 0)
-        if len(self.exact.drafts) == 1:  # the fast path: one table, one draw
+        if len(self.exact.drafts) == 1 and not self.by_generated:  # the fast path: one table, one draw
             rows = self._mixed.get((0, n))
             if rows is None:
                 rows = self._rows(0, n)
             drawn = rows[self._indices(rng, n)]
         else:
             drawn = np.empty((n, 4), dtype=np.int64)
+            own = np.zeros(n, dtype=np.int64) if generated is None else np.asarray(generated)
             for d in np.unique(domains).tolist():
                 mask = domains == d
-                drawn[mask] = self._rows(d, n)[self._indices(rng, int(mask.sum()))]
+                drawn[mask] = self._draw(d, n, own[mask], rng)
         rounds = int(drawn[:, 2].max()) if n else 0
         num_nodes, _, _, expanded = drawn.sum(axis=0).tolist()
         # The batch drafts for as many rounds as its deepest tree; spread the expanded nodes
         # evenly over them (exact mode knows each round's width, the table does not).
         return Outcome(drawn[:, 0], drawn[:, 1], [(rounds, expanded / rounds)] if rounds else [], num_nodes)
+
+    def _draw(self, domain: int, n: int, generated: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One row per request of ``domain`` (``generated``: theirs) in a batch of n."""
+        if domain not in self.by_generated:
+            return self._rows(domain, n)[self._indices(rng, len(generated))]
+        edges, tables = self.by_generated[domain]
+        which = np.searchsorted(edges, generated, side="right")
+        drawn = np.empty((len(generated), 4), dtype=np.int64)
+        for b in np.unique(which).tolist():
+            mask = which == b
+            drawn[mask] = tables[b][self._indices(rng, int(mask.sum()))]
+        return drawn
 
     @staticmethod
     def _quantiles(counted: np.ndarray, num_samples: int) -> np.ndarray:

@@ -37,6 +37,8 @@ class Built:
     context_tokens: int = 1 << 62  # the longest request (prompt + output) the pair serves
     frontend_s: float = 0.0  # a profile's client-side latency on top of the server's (TTFT, E2E)
     lookup: SyntheticLookup = field(default_factory=SyntheticLookup)  # prompt lookup's behaviour
+    # domain index -> (edges, a profile's rows per bin of the request's own output cached) (tabulated)
+    measured_by_generated: dict[int, tuple[np.ndarray, list[np.ndarray]]] | None = None
 
 
 def _synthetic_drafts(s: Scenario, domains: list[str], profile=None) -> list[SyntheticDraft]:
@@ -59,9 +61,11 @@ def _synthetic_lookup(s: Scenario, profile=None) -> SyntheticLookup:
     if profile is not None:
         params.update(profile.lookup)
     own = s.acceptance.lookup.model_dump(exclude_none=True)
-    if "orders" in own and "orders_by_context" not in own:  # the scenario's orders, for every context
-        params.pop("orders_by_context", None)
-        params.pop("context_edges", None)
+    if "orders" in own:  # the scenario's orders, for every context and output it does not bin
+        for binned, edges in (("orders_by_context", "context_edges"), ("orders_by_generated", "generated_edges")):
+            if binned not in own:
+                params.pop(binned, None)
+                params.pop(edges, None)
     params.update(own)
     try:
         return SyntheticLookup(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) for k, v in params.items()})
@@ -124,14 +128,19 @@ def build(s: Scenario) -> Built:
     drafts = _synthetic_drafts(s, domains, profile)
     for d, c in zip(domains, drafts):
         _check_draft(c, f"acceptance.domains.{d}" if d in s.acceptance.domains else "acceptance.draft")
-    measured = None
+    measured = binned = None
     if profile is not None:
-        cost = profile.cost_for(s.policies.tree)
+        cost = profile.cost_for(s.policies.tree).scaled(s.calibration.time_scale)
         by_domain = profile.acceptance_rows.get(s.policies.tree, {})
         measured = {i: np.asarray(by_domain[d], dtype=np.int64) for i, d in enumerate(domains)
                     if by_domain.get(d)} or None
+        bins = profile.acceptance_rows_by_generated.get(s.policies.tree, {})
+        binned = {i: (np.asarray(bins[d]["edges"], dtype=np.int64),
+                      [np.asarray(r, dtype=np.int64) for r in bins[d]["rows"]])
+                  for i, d in enumerate(domains) if d in bins and measured and i in measured} or None
     built = Built(placements, cost, capacity, domains, drafts, trace, measured, context_tokens(target, draft),
-                  profile.frontend_s if profile is not None else 0.0, _synthetic_lookup(s, profile))
+                  profile.frontend_s * s.calibration.time_scale if profile is not None else 0.0,
+                  _synthetic_lookup(s, profile), binned)
     make_tree_policy(s, built)
     make_scheduler(s)
     return built

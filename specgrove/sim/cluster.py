@@ -42,7 +42,7 @@ class SimCluster:
         if s.acceptance.mode == "tabulated":
             typical_ctx = int(mean_length(s.workload.prompt) + mean_length(s.workload.output) / 2)
             acceptance = TabulatedAcceptance(exact, table_rng, typical_ctx, s.acceptance.num_samples,
-                                             built.measured_rows)
+                                             built.measured_rows, built.measured_by_generated)
             expected_tau = acceptance.mean_emitted()
         else:
             acceptance, expected_tau = exact, 1.0

@@ -87,6 +87,14 @@ class RooflineCostModel:
         _, _, _, _, comm_fixed, comm_per_token = self._coef["target"]
         return comm_fixed + comm_per_token * num_tokens if num_tokens > 0 else 0.0
 
+    def prefill_s(self, num_requests: int, num_tokens: int) -> tuple[float, float]:
+        """A prefill is a forward over the prompt tokens with nothing cached."""
+        return self.target_forward_s(num_requests, num_tokens, 0), self.draft_step_s(num_requests, num_tokens, 0)
+
+    def admit_s(self, num_requests: int) -> tuple[float, float]:
+        """Like every host cost of the roofline, in the GPU preset's per-forward overhead."""
+        return 0.0, 0.0
+
     def transfer_s(self, num_tree_nodes: int, num_accepted: int) -> float:
         """Separate-draft traffic of one step: candidates out, accepted tokens back."""
         if self.draft_link is None:

@@ -45,8 +45,8 @@ class Planner:
     def prefill_s(self, num_requests: int, tokens: int) -> tuple[float, float]:
         """Seconds of a separate prefill's target forward and draft forward over ``tokens``
         prompt tokens of ``num_requests`` new requests (nothing cached yet)."""
-        draft_s = self.cost.draft_step_s(num_requests, tokens, 0) if self.uses_draft else 0.0
-        return self.cost.target_forward_s(num_requests, tokens, 0), draft_s
+        target_s, draft_s = self.cost.prefill_s(num_requests, tokens)
+        return target_s, draft_s if self.uses_draft else 0.0
 
     def plan(self, b: RunningBatch) -> StepPlan:
         cost = self.cost
@@ -56,7 +56,7 @@ class Planner:
         tree_tokens, ctx, draft_s, num_nodes = 0, 0, 0.0, 0
         if num_dec == n:  # no prefill this step: no masks
             ctx = b.ctx_total()
-            out = self.acceptance.step(b.dom, b.ctx, self.rng)
+            out = self.acceptance.step(b.dom, b.ctx, self.rng, generated=b.ctx - b.prompt)
             # Never emit past the request's end: the bonus token counts too.
             emitted = np.minimum(out.emitted, b.left)
         else:
@@ -64,7 +64,7 @@ class Planner:
             if num_dec:
                 dec = ~new
                 ctx = int(b.ctx[dec].sum())
-                out = self.acceptance.step(b.dom[dec], b.ctx[dec], self.rng)
+                out = self.acceptance.step(b.dom[dec], b.ctx[dec], self.rng, generated=b.ctx[dec] - b.prompt[dec])
                 emitted[dec] = np.minimum(out.emitted, b.left[dec])
         if num_dec:
             num_nodes = out.num_nodes

@@ -146,7 +146,7 @@ class Replica:
             taken.add(i)
             self.ledger.admit(r.request_id, now)
             rows.append({"rid": r.request_id, "left": r.remaining_tokens, "prefill": r.context_len,
-                         "dom": setup.domain_index[r.domain], "reserved": reserve})
+                         "prompt": r.prompt_tokens, "dom": setup.domain_index[r.domain], "reserved": reserve})
         if taken:
             self.waiting = [r for i, r in enumerate(self.waiting) if i not in taken]
             if len(self.micro) == 1:
@@ -223,6 +223,10 @@ class Replica:
         new = b.prefill > 0
         num_new, tokens = int(np.count_nonzero(new)), int(b.prefill[new].sum())
         target_s, draft_s = self.planner.prefill_s(num_new, tokens)
+        before_s, after_s = self.planner.cost.admit_s(num_new)
+        if before_s > 0:  # host work taking them in (the replica's loop: its GPUs wait)
+            yield env.timeout(before_s)
+            self.busy_s["gpu"] += before_s if self.draft_gpus is None else 0.0
         start = env.now
         if self.draft_gpus is None:
             yield env.timeout(target_s + draft_s)
@@ -245,6 +249,9 @@ class Replica:
         if self.on_trace is not None:
             self.on_trace(PrefillRecord(self.num_steps + 1, start, now, num_new, tokens, target_s * 1e3, draft_s * 1e3))
         self._finish_done(mb, now)
+        if after_s > 0:  # host work before the next step (first tokens are already out)
+            yield env.timeout(after_s)
+            self.busy_s["gpu"] += after_s if self.draft_gpus is None else 0.0
 
     def separate_step(self, plan: StepPlan, overlap=None):
         """One step with the draft on its own GPU: draft, ship the candidates over the link,

@@ -11,6 +11,7 @@ COLUMNS = (
     "rid",  # request id
     "left",  # output tokens still to generate
     "ctx",  # tokens in the KV cache
+    "prompt",  # prompt tokens (ctx - prompt: its own output already cached)
     "prefill",  # tokens to prefill in the next step (0: decoding)
     "dom",  # acceptance domain index
     "reserved",  # KV tokens reserved at admission (no-preemption schedulers)

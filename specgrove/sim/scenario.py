@@ -177,6 +177,10 @@ class SyntheticLookupSpec(Strict):
     orders_by_context: list[list[float]] | None = None
     # Optional, per order: the chances that a match offers 1, 2, ... tokens to copy.
     lengths: list[list[float]] | None = None
+    # Optional: the order shares by the request's own output already cached (tokens), one row
+    # per bin that ``generated_edges`` cut; where set, they are drawn instead of by context.
+    generated_edges: list[int] | None = None
+    orders_by_generated: list[list[float]] | None = None
 
 
 class AcceptanceSpec(Strict):
@@ -210,6 +214,10 @@ class CalibrationSpec(Strict):
     # cost model replaces the roofline, its draft fit the pair's synthetic draft, and its
     # measured rows the tabulated samples of the method it traced.
     profile: str | None = None
+    # Every time the profile fitted (forwards, host work, front end), multiplied by this: the
+    # host's speed now relative to when the profile's traces were taken (> 1: slower now), as
+    # for a what-if on a slower or faster machine of the same kind.
+    time_scale: float = Field(1.0, gt=0)
 
 
 class SloSpec(Strict):

@@ -84,6 +84,8 @@ DESCRIPTIONS: dict[str, str] = {
     "SyntheticLookupSpec.accept": "per order: chance the chain's token at each depth is accepted, the ones above it were",
     "SyntheticLookupSpec.context_edges": "cached-token counts cutting request contexts into bins for orders_by_context",
     "SyntheticLookupSpec.orders_by_context": "per context bin (one more than the edges): the orders' chances there",
+    "SyntheticLookupSpec.generated_edges": "own-output token counts cutting requests into bins for orders_by_generated",
+    "SyntheticLookupSpec.orders_by_generated": "per bin of own output cached: the orders' chances there (preferred to by context)",
     "SyntheticLookupSpec.lengths": "per order: chances that a match offers 1, 2, ... tokens (unset: the policy's full length)",
     "PoliciesSpec.tree": "tree policy: the shape of each request's draft tree",
     "PoliciesSpec.tree_options": "options of the tree policy (empty: its defaults)",
@@ -97,6 +99,7 @@ DESCRIPTIONS: dict[str, str] = {
     "SloSpec.tpot_s": "time per output token after the first, seconds",
     "SloSpec.e2e_s": "end-to-end latency, seconds (unset: no target)",
     "CalibrationSpec.profile": "a profile JSON from `specgrove calibrate`, relative to this file",
+    "CalibrationSpec.time_scale": "multiplies every fitted time: the host's speed now relative to the profile's traces",
 }
 
 # Fields whose value names an entry of a table: the comment lists the names.

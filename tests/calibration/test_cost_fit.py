@@ -65,7 +65,7 @@ def two_methods(tmp_path_factory):
     """A trace of two methods whose forwards cost differently: "dynamic" at TRUE_COST, "chain"
     at twice every term."""
     root = tmp_path_factory.mktemp("methods")
-    slow = dataclasses.replace(TRUE_COST, **{k: 2 * v for k, v in vars(TRUE_COST).items()})
+    slow = dataclasses.replace(TRUE_COST, **{k: 2 * v for k, v in vars(TRUE_COST).items() if v is not None})
     run_scenario(scenario(duration_s=30.0), cost_model=TRUE_COST, trace_path=root / "dynamic.jsonl")
     run_scenario(scenario(duration_s=30.0, policies__tree="chain", policies__tree_options={}), cost_model=slow,
                  trace_path=root / "chain.jsonl")
@@ -120,15 +120,27 @@ def test_a_bad_per_method_cost_is_named(two_methods, tmp_path):
 
 
 def test_separate_prefill_traces_recover_the_cost_terms(tmp_path):
-    """A run with the executor's step structure (prefill lines, no prefill inside steps)."""
+    """A run with the executor's step structure (prefill lines, no prefill inside steps): the
+    prefills get terms of their own, which price each prefill as the truth's forward over the
+    prompt did, and the step terms price every step as the truth did. (The step terms alone
+    are not identifiable here: ``dynamic`` splits a fixed node budget, so a step's tokens are
+    its batch plus 12, and base, per-request and per-token trade off along that line.)"""
     path = tmp_path / "trace.jsonl"
     run_scenario(scenario(deployment__prefill="separate"), cost_model=TRUE_COST, trace_path=path)
     trace = read_trace(path)
     assert trace.prefills and not any(s.num_prefill for s in trace.steps)
     got = calibrate(trace, [str(path)])[0].cost
-    for name in ("target_base_s", "target_per_token_s", "target_per_request_s", "draft_base_s", "draft_per_token_s",
-                 "step_base_s"):
+    assert got.prefill_base_s is not None and got.draft_prefill_base_s is not None
+    for p in trace.prefills:
+        want = TRUE_COST.target_forward_s(p.num_requests, p.prompt_tokens, 0), TRUE_COST.draft_step_s(
+            p.num_requests, p.prompt_tokens, 0)
+        assert got.prefill_s(p.num_requests, p.prompt_tokens) == pytest.approx(want, rel=1e-3)
+    for s in trace.steps:
+        assert got.target_forward_s(s.batch_size, s.tokens_in_forward, s.context_tokens) == pytest.approx(
+            s.verify_ms / 1e3, rel=1e-3)
+    for name in ("draft_base_s", "draft_per_token_s", "step_base_s"):
         assert getattr(got, name) == pytest.approx(getattr(TRUE_COST, name), rel=0.02, abs=1e-9), name
+    assert got.admit_s(1) == pytest.approx((0.0, 0.0), abs=1e-7)  # the truth has no admission host work
 
 
 def test_the_front_end_latency_is_what_clients_saw_on_top_of_the_server():

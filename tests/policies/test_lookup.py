@@ -269,6 +269,23 @@ def test_the_simulated_lookup_draws_orders_by_context_length():
         SyntheticLookup(orders=(0.5,), accept=((0.5,),), context_edges=(50,), orders_by_context=((0.5,), (0.2, 0.1)))
 
 
+def test_the_simulated_lookup_draws_orders_by_own_output_cached_before_context():
+    """With bins of the request's own output cached, those shares are drawn (whatever the
+    context bins say); without the requests' output counts, the context bins stand in."""
+    model = SyntheticLookup(orders=(0.5, 0.3), accept=((0.5,), (0.5,)), context_edges=(50,),
+                            orders_by_context=((0.0, 0.0), (0.0, 0.0)), generated_edges=(8, 32),
+                            orders_by_generated=((0.1, 0.0), (0.5, 0.3), (0.0, 0.9)))
+    generated = np.repeat([0, 10, 64], 20000)
+    contexts = generated + 40
+    orders = model.draw_orders(len(generated), np.random.default_rng(0), contexts, generated)
+    for own, want in ((0, [0.9, 0.1, 0.0]), (10, [0.2, 0.5, 0.3]), (64, [0.1, 0.0, 0.9])):
+        got = orders[generated == own]
+        np.testing.assert_allclose([np.mean(got == n) for n in range(3)], want, atol=0.01)
+    assert not model.draw_orders(1000, np.random.default_rng(1), contexts[:1000]).any()  # by context: no match
+    with pytest.raises(ValueError, match="orders_by_generated needs one row per bin"):
+        SyntheticLookup(orders=(0.5,), accept=((0.5,),), generated_edges=(8,), orders_by_generated=((0.5,),))
+
+
 def test_the_simulated_lookup_draws_how_many_tokens_a_match_offers():
     """A match near the end of the context offers few tokens: per order, the law of the chain's
     length, capped by the policy's own length; without one, every match offers the cap."""
