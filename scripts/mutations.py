@@ -469,7 +469,7 @@ MUTATIONS = [
     Mutation(
         "simulated-lookup-ignores-context",
         "the simulator draws every request's lookup match from the overall shares, whatever its context length",
-        "specgrove/sim/acceptance.py",
+        "specgrove/sim/lookup.py",
         "        elif self.orders_by_context and contexts is not None:",
         "        elif False:",
         ("tests/policies/test_lookup.py::test_the_simulated_lookup_draws_orders_by_context_length",
@@ -521,7 +521,7 @@ MUTATIONS = [
     Mutation(
         "simulated-lookup-ignores-own-output",
         "the simulator draws lookup matches by context even where it has shares by the request's own output",
-        "specgrove/sim/acceptance.py",
+        "specgrove/sim/lookup.py",
         "        if self.orders_by_generated and generated is not None:",
         "        if False:",
         ("tests/policies/test_lookup.py::test_the_simulated_lookup_draws_orders_by_own_output_cached_before_context",

@@ -8,7 +8,7 @@ Two products, one per simulator mode:
   ``P(accept child) = scale * score ** gamma`` is fitted by maximum likelihood over every
   level the verification walk reached: at a node on the accepted path its children were
   tested, and the trace says which one (if any) the target took.
-* Exact mode, prompt lookup (``sim.acceptance.SyntheticLookup``): per match order, the
+* Exact mode, prompt lookup (``sim.lookup.SyntheticLookup``): per match order, the
   share of lookup chains that came from it, overall, by the request's context length
   (``LOOKUP_CONTEXT_EDGES``) and by its own output cached (quantile bins), and per depth the share of reached tokens that were accepted (a
   token is reached when every token above it was accepted).

@@ -90,7 +90,7 @@ def load_profile(path: str | Path) -> Profile:
         raise ProfileError(f"{path}: 'frontend_s' must be seconds in [0, 60), got {frontend!r}")
     lookup = data.get("lookup", {})
     if lookup:
-        from specgrove.sim.acceptance import SyntheticLookup
+        from specgrove.sim.lookup import SyntheticLookup
 
         try:
             SyntheticLookup(tuple(lookup["orders"]), tuple(tuple(a) for a in lookup["accept"]),

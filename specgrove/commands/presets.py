@@ -24,7 +24,8 @@ def preset_data() -> dict[str, dict[str, dict]]:
     """Every preset, as plain data: kind -> name -> figures (SI units: bytes, FLOP/s, s)."""
     from dataclasses import asdict, fields
 
-    from specgrove.sim.acceptance import SyntheticDraft, SyntheticLookup
+    from specgrove.sim.acceptance import SyntheticDraft
+    from specgrove.sim.lookup import SyntheticLookup
     from specgrove.sim.hardware import GPUS, LINKS
     from specgrove.sim.models import MODELS, PAIRS, context_tokens
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from specgrove import registry
 from specgrove.cost import CostModel
-from specgrove.sim.acceptance import SyntheticDraft, SyntheticLookup
+from specgrove.sim.acceptance import SyntheticDraft
+from specgrove.sim.lookup import SyntheticLookup
 from specgrove.sim.costmodel import RooflineCostModel
 from specgrove.sim.hardware import GPUS, LINKS, Placement, Topology
 from specgrove.sim.models import MODELS, PAIRS, context_tokens

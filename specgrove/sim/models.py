@@ -55,7 +55,7 @@ MODELS: dict[str, ModelSpec] = {
 @dataclass(frozen=True)
 class PairPreset:
     """A draft/target pair and its synthetic draft's default behaviour (``acceptance.SyntheticDraft``),
-    and its prompt lookup's (``acceptance.SyntheticLookup``; empty: that class's defaults)."""
+    and its prompt lookup's (``lookup.SyntheticLookup``; empty: that class's defaults)."""
 
     target: str
     draft: str

@@ -168,7 +168,7 @@ class SyntheticDraftSpec(Strict):
 class SyntheticLookupSpec(Strict):
     # Per match order n (1, 2, ...): the chance a step's longest context match has order n, and
     # the chances a chain from such a match has its token at depth j accepted (given the ones
-    # above it were). See ``acceptance.SyntheticLookup``.
+    # above it were). See ``lookup.SyntheticLookup``.
     orders: list[float] | None = None
     accept: list[list[float]] | None = None
     # Optional: the order shares by the request's context length (cached tokens): one row per

@@ -14,7 +14,7 @@ from specgrove.cost import AffineCostModel, OnlineCostModel, StepTiming
 from specgrove.policies import speculate
 from specgrove.policies.lookup import NgramIndex, chain_tree, merge_chain
 from specgrove.policies.synthetic import MarkovPair
-from specgrove.sim.acceptance import SyntheticLookup
+from specgrove.sim.lookup import SyntheticLookup
 from specgrove.tree import Tree, select_top
 
 UNIFORM = registry.get("batch-budget", "uniform")

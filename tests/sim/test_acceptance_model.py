@@ -123,7 +123,7 @@ def test_dynamic_lookup_in_exact_mode_adds_the_match_as_a_branch_of_its_own():
     """The simulated matches are placeholders (negative tokens, never a draft rank), so a
     merged chain hangs from the root beside the draft's nodes and is walked by its scores.
     With a sure match every step it lifts the mean emitted tokens over ``dynamic``'s."""
-    from specgrove.sim.acceptance import SyntheticLookup
+    from specgrove.sim.lookup import SyntheticLookup
 
     drafts = [fixed(0.5, tail_ratio=0.5)]
     lookup = SyntheticLookup(orders=(0.0, 0.0, 1.0), accept=((0.5,), (0.5,), (0.95,)))
